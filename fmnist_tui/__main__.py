@@ -1,0 +1,3 @@
+from fmnist_tui.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""`fmnist-tui` and its subcommands. Heavy imports (torch, textual) happen only when needed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fmnist_tui import paths
+from fmnist_tui.config import ConfigError, parse_set_items
+
+EXIT_BAD_INPUT = 2
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value (repeatable), e.g. --set lr=0.01 --set model=cnn")  # fmt: skip
+    p.add_argument("--data-dir", help="Fashion-MNIST folder (default: $FMNIST_TUI_DATA_DIR or the per-user data folder)")
+    p.add_argument("--runs-dir", help="runs folder (default: $FMNIST_TUI_RUNS_DIR or the per-user runs folder)")
+    p.add_argument("--presets-dir", action="append", default=[], type=Path, metavar="DIR",
+                   help="also read presets from DIR (repeatable)")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fmnist-tui",
+        description="Train Fashion-MNIST classifiers with PyTorch Lightning and watch them in the terminal. "
+        "With no command, opens the app.",
+    )
+    _common(parser)
+    parser.add_argument("--preset", help="preset to select in the app")
+    parser.add_argument("--start", action="store_true", help="start the selected preset at once")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train headless: progress as plain text, for scripts and batch jobs")
+    _common(run)
+    what = run.add_mutually_exclusive_group(required=True)
+    what.add_argument("--preset", help="preset to run (see `fmnist-tui presets`)")
+    what.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint (folder or name)")
+    run.add_argument("-v", "--verbose", action="store_true", help="also print Lightning's info messages")
+
+    presets = sub.add_parser("presets", help="list presets and their descriptions")
+    presets.add_argument("--presets-dir", action="append", default=[], type=Path, metavar="DIR")
+
+    runs = sub.add_parser("runs", help="list runs with their status and best metrics")
+    runs.add_argument("--runs-dir", help="runs folder")
+
+    sub.add_parser("keys", help="list every config key with its help text")
+    return parser
+
+
+def error(message: str) -> int:
+    print(f"fmnist-tui: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "presets":
+            return cmd_presets(args)
+        if args.command == "runs":
+            return cmd_runs(args)
+        if args.command == "keys":
+            return cmd_keys()
+        overrides = parse_set_items(args.sets)
+        if args.command == "run":
+            from fmnist_tui.cli.headless import run_headless
+
+            return run_headless(args, overrides)
+        from fmnist_tui.tui.app import run_app
+
+        return run_app(preset=args.preset, start=args.start, data_dir=args.data_dir, runs_dir=args.runs_dir,
+                       presets_dirs=args.presets_dir, overrides=overrides)  # fmt: skip
+    except ConfigError as err:
+        return error(str(err))
+
+
+def cmd_presets(args) -> int:
+    from fmnist_tui.presets import load_presets
+
+    found = load_presets(args.presets_dir)
+    width = max((len(n) for n in found.presets), default=4)
+    for name, preset in found.presets.items():
+        print(f"{name:<{width}}  {preset.config.description}")
+    for problem in found.errors:
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0 if found.presets else 1
+
+
+def cmd_runs(args) -> int:
+    from fmnist_tui.cli.headless import pct, seconds
+    from fmnist_tui.runs import RunStore
+
+    store = RunStore(paths.runs_dir(args.runs_dir))
+    runs = store.list()
+    if not runs:
+        print(f"no runs in {store.root}")
+        return 0
+    width = max(len(r.name) for r in runs)
+    print(f"{'RUN':<{width}}  {'STATUS':<11} {'BEST VAL':>8} {'TEST':>7} {'TIME':>8}")
+    for r in runs:
+        print(f"{r.name:<{width}}  {r.status:<11} {pct(r.get('best_val_acc')):>8} {pct(r.get('test_acc')):>7} "
+              f"{seconds(r.get('duration_s')):>8}")  # fmt: skip
+    return 0
+
+
+def cmd_keys() -> int:
+    from fmnist_tui.config import RunConfig
+
+    for key, field in RunConfig.model_fields.items():
+        print(f"{key:<16} (default {field.default!r}) {field.description}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The run configuration: every option of a training run, validated.
+
+Imports neither torch nor textual. Field docstrings are the help text of the
+app's form and of `fmnist-tui run --help-keys`, so keep them short and useful.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+FASHION_TRAIN_SIZE = 60_000
+
+MODELS = ("tutorial_mlp", "mlp", "cnn", "resnet")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("none", "onecycle", "cosine")
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+ACCELERATORS = ("auto", "cpu", "gpu")
+DATASETS = ("fashion-mnist", "synthetic")
+AUGMENTS = ("none", "flip", "crop_flip")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the source, the key and what is allowed."""
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True, validate_default=True
+    )
+
+    name: str = Field("custom", max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Preset name (letters, digits, _ . -): shown in lists and in the run folder's name."""
+    description: str = Field("", max_length=200)
+    """One line saying what this preset is for."""
+
+    model: Literal["tutorial_mlp", "mlp", "cnn", "resnet"] = "mlp"
+    """Network: tutorial_mlp (784-512-512-10), mlp (batch norm + dropout), cnn (small, fast), resnet (best accuracy)."""
+    final_relu: bool = True
+    """tutorial_mlp only: keep the tutorial's ReLU after the last layer (it clips the logits at 0)."""
+    hidden: int = Field(512, ge=16, le=8192)
+    """mlp only: width of the two hidden layers."""
+    width: int = Field(32, ge=4, le=512)
+    """cnn/resnet only: channels of the first convolution; later stages double it."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout probability before the classifier layers (mlp, cnn, resnet)."""
+
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    """Optimiser: sgd, adam or adamw."""
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    """Learning rate (the peak rate when a schedule is used)."""
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    """sgd only: momentum (0 = plain SGD, as in the tutorial)."""
+    nesterov: bool = False
+    """sgd only: Nesterov momentum (needs momentum > 0)."""
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    """L2 penalty (decoupled for adamw)."""
+    schedule: Literal["none", "onecycle", "cosine"] = "none"
+    """Learning-rate schedule, stepped every batch: none, onecycle or cosine."""
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    """Label smoothing of the cross-entropy loss (0 = none)."""
+    batch_size: int = Field(64, ge=1, le=65_536)
+    """Training images per step."""
+    eval_batch_size: int = Field(2048, ge=1, le=65_536)
+    """Images per step for validation and test (larger is faster; no effect on results)."""
+    epochs: int = Field(10, ge=1, le=10_000)
+    """Passes over the training split."""
+
+    dataset: Literal["fashion-mnist", "synthetic"] = "fashion-mnist"
+    """fashion-mnist (the real set) or synthetic (generated patterns, for demos and tests)."""
+    data_dir: str = ""
+    """Folder holding or receiving Fashion-MNIST; empty = --data-dir, $FMNIST_TUI_DATA_DIR or the per-user data folder."""
+    val_size: int = Field(5_000, ge=1, le=50_000)
+    """Training images held out for validation (the tutorial port uses 5,000 of 60,000)."""
+    split_seed: int = Field(42, ge=0, le=2**32 - 1)
+    """Seed of the fixed train/validation split (separate from the training seed)."""
+    synthetic_size: int = Field(3_000, ge=20, le=200_000)
+    """synthetic only: generated training-pool images (a fifth as many test images)."""
+    normalize: bool = True
+    """Standardise pixels with the training mean/std (the tutorial only scales to 0..1)."""
+    augment: Literal["none", "flip", "crop_flip"] = "none"
+    """Training augmentation, done per batch on the device: none, flip, or crop_flip (pad-2 random crop + flip)."""
+
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    """Numeric precision: 32, bf16-mixed or 16-mixed (16-mixed needs a GPU)."""
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    """Where to train: auto (GPU if present), cpu or gpu."""
+    devices: int = Field(1, ge=1, le=1)
+    """Number of devices; 1 for now (multi-GPU needs the engine in its own process)."""
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    """Seed for weights, shuffling and augmentation."""
+
+    progress_hz: float = Field(20.0, gt=0.0, le=1_000.0)
+    """Most step-progress reports per second (each one reads the loss off the device)."""
+    stop_on_nan: bool = True
+    """Stop the run as diverged when the training loss turns NaN or infinite."""
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        # `precision = 32` in TOML is an int; accept it as "32".
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _fits_the_data(self) -> "RunConfig":
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov: needs optimizer = sgd and momentum > 0")
+        pool = FASHION_TRAIN_SIZE if self.dataset == "fashion-mnist" else self.synthetic_size
+        if self.val_size >= pool:
+            raise ValueError(f"val_size: must be below the {pool} training images of {self.dataset}")
+        train = pool - self.val_size
+        if self.batch_size > train:
+            raise ValueError(f"batch_size: must be at most {train}, the training split of {self.dataset}")
+        return self
+
+    @property
+    def train_size(self) -> int:
+        pool = FASHION_TRAIN_SIZE if self.dataset == "fashion-mnist" else self.synthetic_size
+        return pool - self.val_size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.train_size // self.batch_size)
+
+
+FIELDS = tuple(RunConfig.model_fields)
+
+
+def field_help(key: str) -> str:
+    return RunConfig.model_fields[key].description or ""
+
+
+def describe_error(err: ValidationError, source: str) -> str:
+    """One line a person can act on: source, key, and what is allowed."""
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key (known keys: {', '.join(FIELDS)})"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        parts.append(f"{key}: {msg}" if key else msg)  # model-level messages name their keys
+    return f"{source}: " + "; ".join(parts)
+
+
+def make_config(values: dict[str, Any], source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(values)
+    except ValidationError as err:
+        raise ConfigError(describe_error(err, source)) from None
+
+
+def parse_value(text: str) -> Any:
+    """A --set value: a TOML literal (1e-3, 64, true, "x") or else a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_set_items(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        if key not in RunConfig.model_fields:
+            raise ConfigError(f"--set {key}: unknown key (known keys: {', '.join(FIELDS)})")
+        if not text.strip():
+            raise ConfigError(f"--set {key}: empty value")
+        out[key] = parse_value(text.strip())
+    return out
+
+
+def with_overrides(config: RunConfig, overrides: dict[str, Any], source: str = "--set") -> RunConfig:
+    if not overrides:
+        return config
+    return make_config({**config.model_dump(), **overrides}, source)
+
+
+def to_dict(config: RunConfig) -> dict[str, Any]:
+    return config.model_dump()

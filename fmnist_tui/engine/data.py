@@ -1,0 +1,209 @@
+"""Fashion-MNIST (or a synthetic stand-in) held as uint8 tensors on the training device.
+
+The whole set is 47 MB, so there is no DataLoader, no worker process and no per-image
+Python: each epoch slices batches from a permutation, and scaling, normalisation and
+augmentation run per batch on the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from fmnist_tui.config import RunConfig
+from fmnist_tui.engine.idx import DataError, candidate_folders, find_files, read_all
+
+log = logging.getLogger("fmnist_tui.data")
+
+
+def download(root: Path) -> None:
+    """Fetch through torchvision; any failure becomes one DataError saying what to do."""
+    looked = " and ".join(str(p) for p in candidate_folders(root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        from torchvision.datasets import FashionMNIST
+
+        chatter = io.StringIO()  # torchvision prints progress; keep it off the terminal
+        with contextlib.redirect_stdout(chatter):
+            for train in (True, False):
+                FashionMNIST(root=str(root), train=train, download=True)
+        for line in chatter.getvalue().splitlines():
+            if line.strip():
+                log.info(line.strip())
+    except Exception as err:  # network, disk, checksum: all end the same way for the user
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(
+            f"Fashion-MNIST is not in {looked}, and downloading it failed ({reason}). "
+            f"Copy the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+            f"t10k-labels-idx1-ubyte, .gz or not) into {root}, or point --data-dir or FMNIST_TUI_DATA_DIR at a folder holding them."
+        ) from None
+
+
+def load_fashion(root: Path, allow_download: bool = True) -> dict[str, torch.Tensor]:
+    files = find_files(root)
+    if files is None:
+        if not allow_download:
+            raise DataError(f"Fashion-MNIST is not in {root}")
+        download(root)
+        files = find_files(root)
+        if files is None:
+            raise DataError(f"downloaded Fashion-MNIST but cannot find its files under {root}")
+    return read_all(files)
+
+
+def make_synthetic(size: int, seed: int) -> dict[str, torch.Tensor]:
+    """Ten classes of blurred random templates sharing a common part, with jitter, shifts and noise."""
+    gen = torch.Generator().manual_seed(seed)
+    blobs = F.interpolate(torch.rand(11, 1, 7, 7, generator=gen), size=(28, 28), mode="bilinear")[:, 0]
+    templates = 0.75 * blobs[10] + 0.25 * blobs[:10]  # classes differ in a quarter of the signal
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.randint(0, 10, (n,), generator=gen)
+        scale = 0.6 + 0.4 * torch.rand(n, 1, 1, generator=gen)
+        images = templates[labels] * scale * 255 + 90 * torch.randn(n, 28, 28, generator=gen)
+        shift = int(torch.randint(-1, 2, (1,), generator=gen))
+        images = torch.roll(images, shifts=shift, dims=2)
+        return images.clamp(0, 255).to(torch.uint8), labels.to(torch.uint8)
+
+    train_x, train_y = draw(size)
+    test_x, test_y = draw(max(10, size // 5))
+    return {"train_images": train_x, "train_labels": train_y, "test_images": test_x, "test_labels": test_y}
+
+
+class DeviceBatches:
+    """One epoch of (images, labels) batches sliced from device tensors; re-iterable."""
+
+    def __init__(self, images, labels, batch_size: int, prepare, shuffle: bool, seed: int, epoch_fn=None):
+        self.images, self.labels = images, labels
+        self.batch_size, self.prepare, self.shuffle = batch_size, prepare, shuffle
+        # The permutation depends on (seed, epoch) only, so a resumed run shuffles as the original would.
+        self.seed, self.epoch_fn, self.calls = seed, epoch_fn, 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.labels)
+        if self.shuffle:
+            epoch = self.epoch_fn() if self.epoch_fn else self.calls
+            gen = torch.Generator(device=self.images.device).manual_seed(self.seed * 100_003 + epoch)
+            order = torch.randperm(n, device=self.images.device, generator=gen)
+        else:
+            order = None
+        self.calls += 1
+        for start in range(0, n, self.batch_size):
+            if order is None:
+                x, y = self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
+            else:
+                idx = order[start : start + self.batch_size]
+                x, y = self.images[idx], self.labels[idx]
+            yield self.prepare(x), y.long()
+
+
+class Augment:
+    """Per-batch random flip and pad-2 crop, vectorised on the device."""
+
+    def __init__(self, mode: str):
+        self.flip = mode in ("flip", "crop_flip")
+        self.crop = mode == "crop_flip"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, 1, 28, 28) float
+        n = x.shape[0]
+        if self.crop:
+            padded = F.pad(x, (2, 2, 2, 2))
+            dy = torch.randint(0, 5, (n, 1), device=x.device) + torch.arange(28, device=x.device)
+            dx = torch.randint(0, 5, (n, 1), device=x.device) + torch.arange(28, device=x.device)
+            rows = torch.arange(n, device=x.device)[:, None, None]
+            x = padded[rows, 0, dy[:, :, None], dx[:, None, :]].unsqueeze(1)
+        if self.flip:
+            mask = torch.rand(n, 1, 1, 1, device=x.device) < 0.5
+            x = torch.where(mask, x.flip(-1), x)
+        return x
+
+
+class FashionData(pl.LightningDataModule):
+    def __init__(self, config: RunConfig, data_dir: Path):
+        super().__init__()
+        self.config, self.data_dir = config, Path(data_dir)
+        self._cpu: dict[str, torch.Tensor] | None = None
+        self._device_cache: dict[str, torch.Tensor] = {}
+        self.mean, self.std = 0.0, 1.0
+        self.augment = Augment(config.augment) if config.augment != "none" else None
+
+    def load(self) -> None:
+        """Read (or fetch) and split the data; errors surface here, before any training."""
+        if self._cpu is not None:
+            return
+        c = self.config
+        if c.dataset == "synthetic":
+            raw = make_synthetic(c.synthetic_size, c.split_seed)
+        else:
+            raw = load_fashion(self.data_dir)
+        pool_x, pool_y = raw["train_images"], raw["train_labels"]
+        if len(pool_y) <= c.val_size:
+            raise DataError(f"the training set has {len(pool_y)} images, fewer than val_size={c.val_size} + 1")
+        order = torch.randperm(len(pool_y), generator=torch.Generator().manual_seed(c.split_seed))
+        val_idx, train_idx = order[: c.val_size], order[c.val_size :]
+        self._cpu = {
+            "train_x": pool_x[train_idx], "train_y": pool_y[train_idx],
+            "val_x": pool_x[val_idx], "val_y": pool_y[val_idx],
+            "test_x": raw["test_images"], "test_y": raw["test_labels"],
+        }  # fmt: skip
+        if c.normalize:
+            pixels = self._cpu["train_x"].float() / 255
+            self.mean, self.std = pixels.mean().item(), pixels.std().item()
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        self.load()
+        return {split: len(self._cpu[f"{split}_y"]) for split in ("train", "val", "test")}
+
+    def prepare_data(self) -> None:
+        self.load()
+
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+
+    def _device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def _tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self._device()
+        for key in (f"{split}_x", f"{split}_y"):
+            cached = self._device_cache.get(key)
+            if cached is None or cached.device != device:
+                self._device_cache[key] = self._cpu[key].to(device, non_blocking=True)
+        return self._device_cache[f"{split}_x"], self._device_cache[f"{split}_y"]
+
+    def _prepare(self, train: bool):
+        mean, std, augment = self.mean, self.std, self.augment
+
+        def prepare(x: torch.Tensor) -> torch.Tensor:
+            x = x.unsqueeze(1).float().div_(255)
+            if mean or std != 1.0:
+                x = x.sub_(mean).div_(std)
+            return augment(x) if (train and augment is not None) else x
+
+        return prepare
+
+    def train_dataloader(self):
+        x, y = self._tensors("train")
+        epoch_fn = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
+        return DeviceBatches(x, y, self.config.batch_size, self._prepare(True), True, self.config.seed, epoch_fn)
+
+    def _eval(self, split: str):
+        x, y = self._tensors(split)
+        return DeviceBatches(x, y, self.config.eval_batch_size, self._prepare(False), shuffle=False, seed=0)
+
+    def val_dataloader(self):
+        return self._eval("val")
+
+    def test_dataloader(self):
+        return self._eval("test")

@@ -1,0 +1,55 @@
+"""Small text formatters shared by the screens (no textual imports)."""
+
+from __future__ import annotations
+
+import math
+
+
+def pct(value: float | None) -> str:
+    """0.8731 -> '87.31%'; missing or NaN -> '-'."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{100 * value:.2f}%"
+
+
+def num(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def sci(value: float | None) -> str:
+    """Learning rates: 0.003 -> '3.00e-03'."""
+    return "-" if value is None else f"{value:.2e}"
+
+
+def clock(seconds: float | None) -> str:
+    """42 -> '0:42', 3725 -> '1:02:05'."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "-"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def rate(per_s: float | None) -> str:
+    if per_s is None or not math.isfinite(per_s):
+        return "-"
+    return f"{per_s:,.0f} img/s"
+
+
+def date(iso: str) -> str:
+    """'2026-11-27T15:40:30' -> '2026-11-27 15:40'."""
+    return iso.replace("T", " ")[:16] if iso else "-"
+
+
+def secs(seconds: float | None) -> str:
+    """Short durations: 0.23 -> '0.2s', 42 -> '42s', 125 -> '2:05'."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    return f"{seconds:.0f}s" if seconds < 60 else clock(seconds)

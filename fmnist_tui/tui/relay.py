@@ -1,0 +1,53 @@
+"""Engine events -> Textual messages, across the thread boundary.
+
+The engine calls the sink from the training thread. `post_message` is thread-safe
+and does not wait for the UI, so training never blocks on drawing. Step progress
+messages collapse in the queue (`can_replace`); the per-step losses they carry are
+also kept in a deque so the loss chart loses no point when messages collapse.
+Everything else (epoch ends, log lines, the end of the run) is queued, never dropped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from textual.message import Message
+from textual.message_pump import MessagePump
+
+from fmnist_tui.engine.events import Event, RunEnded, StepProgress
+
+
+class EngineMessage(Message):
+    """One engine event, delivered on the UI thread."""
+
+    def __init__(self, event: Event, run_id: int) -> None:
+        super().__init__()
+        self.event = event
+        self.run_id = run_id  # a late event from an older run is ignored
+
+    def can_replace(self, message: Message) -> bool:
+        # Called on the queued message with the next one: a newer progress report
+        # supersedes an older one that has not been handled yet.
+        return (
+            isinstance(self.event, StepProgress)
+            and isinstance(message, EngineMessage)
+            and isinstance(message.event, StepProgress)
+        )
+
+
+class Relay:
+    """The sink handed to `engine.runner.run`; called in the training thread."""
+
+    def __init__(self, target: MessagePump, run_id: int) -> None:
+        self.target = target
+        self.run_id = run_id
+        self.losses: deque[tuple[int, float]] = deque()  # appended here, drained by the UI
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, StepProgress):
+            self.losses.append((event.step, event.loss))
+        self.target.post_message(EngineMessage(event, self.run_id))
+
+    def failed(self, error: str) -> None:
+        """The run could not start or crashed outside the engine's own reporting."""
+        self(RunEnded(status="failed", run_dir="", duration_s=0.0, error=error))

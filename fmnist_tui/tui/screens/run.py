@@ -1,0 +1,152 @@
+"""The live view of the current run.
+
+It never receives engine messages itself: the app folds them into a RunState, and a
+timer here redraws from that state at most 8 times a second (charts at most 4), so a
+fast run cannot flood the screen or a slow SSH link.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, RichLog, Static, TabbedContent, TabPane
+
+from fmnist_tui.engine.events import LogLine, RunEnded
+from fmnist_tui.tui.epochs import EpochRow
+from fmnist_tui.tui.format import clock, num, pct
+from fmnist_tui.tui.state import RunState
+from fmnist_tui.tui.widgets.charts import MetricsChart
+from fmnist_tui.tui.widgets.epoch_table import EpochTable
+from fmnist_tui.tui.widgets.progress import RunProgress
+
+REFRESH_S = 1 / 8
+CHART_EVERY_S = 0.25
+LEVEL_STYLE = {"WARNING": "yellow", "ERROR": "bold red", "CRITICAL": "bold red"}
+ICON = {"finished": "✔", "stopped": "■", "failed": "✖", "diverged": "✖", "interrupted": "■"}
+
+
+def log_text(line: LogLine) -> Text:
+    style = LEVEL_STYLE.get(line.level, "dim")
+    return Text.assemble((f"{line.level[:4]:<5}", style), (line.text, "" if line.level == "INFO" else style))
+
+
+def result_text(end: RunEnded) -> Text:
+    good = end.status == "finished"
+    head = Text(f"{ICON.get(end.status, '?')} {end.status}", style="bold green" if good else "bold red")
+    if end.status == "stopped":
+        head.stylize("bold yellow")
+    parts = [f" in {clock(end.duration_s)}"] if end.run_dir else []
+    if end.test_acc is not None:
+        parts.append(f"  test acc {pct(end.test_acc)}  test loss {num(end.test_loss)}")
+    if end.best_val_acc is not None:
+        parts.append(f"  best val {pct(end.best_val_acc)}")
+    head.append("".join(parts))
+    if end.error:
+        head.append(f"\n{end.error}", style="red")
+    if end.status == "stopped" and end.checkpoint:
+        head.append(f"\ncheckpoint: {end.checkpoint}", style="dim")
+    elif end.run_dir:
+        head.append(f"\nfolder: {end.run_dir}", style="dim")
+    return head
+
+
+class RunScreen(Screen):
+    TITLE = "fmnist-tui"
+    SUB_TITLE = "live run"
+    BINDINGS = [Binding("s", "stop", "Stop")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._state: RunState | None = None
+        self._version = -1
+        self._epochs_shown = 0
+        self._logs_seen = 0
+        self._chart_dirty = False
+        self._chart_drawn_at = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="run-head"):
+            yield Static("", id="run-title", markup=False)
+            yield Button("Stop (s)", id="stop", variant="error", compact=True, disabled=True)
+        yield RunProgress(id="progress")
+        with TabbedContent(id="run-tabs"):
+            with TabPane("Chart", id="tab-chart"):
+                yield MetricsChart(id="chart")
+            with TabPane("Epochs", id="tab-epochs"):
+                yield EpochTable(id="epochs")
+            with TabPane("Log", id="tab-log"):
+                yield RichLog(id="log", wrap=True, max_lines=5_000)
+        yield Static("", id="result")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(REFRESH_S, self.sync)
+        self.sync()
+
+    def on_screen_resume(self) -> None:
+        self.sync()
+
+    def action_stop(self) -> None:
+        self.app.stop_run()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "stop":
+            self.app.stop_run()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "stop":
+            return True if self.app.run_in_progress else None  # shown greyed out when idle
+        return True
+
+    def sync(self) -> None:
+        """Bring the widgets up to date with the app's RunState (cheap when nothing changed)."""
+        state: RunState = self.app.state
+        if state is not self._state:  # a new run: start from empty widgets
+            self._state, self._version = state, -1
+            self._epochs_shown = self._logs_seen = 0
+            self.query_one(EpochTable).clear()
+            self.query_one(RichLog).clear()
+            self._chart_dirty = True
+        if state.version != self._version:
+            self._version = state.version
+            self._show(state)
+        now = time.monotonic()
+        if self._chart_dirty and (now - self._chart_drawn_at >= CHART_EVERY_S or state.ended):
+            self.query_one(MetricsChart).draw(state.losses, (EpochRow.of(e) for e in state.epochs))
+            self._chart_dirty, self._chart_drawn_at = False, now
+
+    def _show(self, state: RunState) -> None:
+        self.query_one("#stop", Button).disabled = not self.app.run_in_progress
+        self.refresh_bindings()
+        self.query_one("#run-title", Static).update(self._title(state))
+        self.query_one(RunProgress).show(state.started, state.progress, done=state.ended is not None)
+        table = self.query_one(EpochTable)
+        for event in state.epochs[self._epochs_shown :]:
+            table.add_epoch(EpochRow.of(event))
+        self._chart_dirty |= self._epochs_shown != len(state.epochs) or bool(state.losses)
+        self._epochs_shown = len(state.epochs)
+        log = self.query_one(RichLog)
+        for line in state.new_logs(self._logs_seen):
+            log.write(log_text(line))
+        self._logs_seen = state.logs_total
+        result = self.query_one("#result", Static)
+        result.update(result_text(state.ended) if state.ended else "")
+        result.set_class(state.ended is not None, "-shown")
+        result.set_class(state.ended is not None and state.ended.status != "finished", "-bad")
+
+    def _title(self, state: RunState) -> str:
+        if state.config is None:
+            return "No run yet: pick a preset on the setup screen (f2) and start it."
+        device = state.started.device if state.started else self.app.device or ""
+        name = f"{state.config.name} · {state.config.model}/{state.config.optimizer}"
+        if state.ended:
+            return f"{name} · {device}".rstrip(" ·")
+        if state.started is None:
+            return f"● starting {name} (loading data)…"
+        return f"● training {name} · {device}"

@@ -1,0 +1,65 @@
+"""Loss and accuracy curves (textual-plotext), shared by the live view and the run detail."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual_plotext import PlotextPlot
+
+from fmnist_tui.tui.epochs import EpochRow
+
+MAX_POINTS = 400  # the plot is at most a few hundred cells wide; more points only cost time
+
+
+def thin(points: Sequence[tuple[int, float]], limit: int = MAX_POINTS) -> tuple[list[int], list[float]]:
+    """Average runs of neighbouring points so long runs stay cheap to draw."""
+    finite = [(x, y) for x, y in points if math.isfinite(y)]
+    if len(finite) <= limit:
+        return [x for x, _ in finite], [y for _, y in finite]
+    size = math.ceil(len(finite) / limit)
+    xs, ys = [], []
+    for i in range(0, len(finite), size):
+        chunk = finite[i : i + size]
+        xs.append(chunk[-1][0])
+        ys.append(sum(y for _, y in chunk) / len(chunk))
+    return xs, ys
+
+
+class MetricsChart(Horizontal):
+    """Left: training loss per step and validation loss per epoch. Right: validation accuracy."""
+
+    def compose(self) -> ComposeResult:
+        yield PlotextPlot(id="loss-plot")
+        yield PlotextPlot(id="acc-plot")
+
+    def on_mount(self) -> None:
+        self.draw([], [])
+
+    def draw(self, losses: Sequence[tuple[int, float]], epochs: Iterable[EpochRow]) -> None:
+        epochs = list(epochs)
+        loss_plot = self.query_one("#loss-plot", PlotextPlot)
+        plt = loss_plot.plt
+        plt.clear_figure()
+        plt.title("loss")
+        xs, ys = thin(losses)
+        if xs:
+            plt.plot(xs, ys, label="train", marker="braille", color="cyan")
+        val = [(e.step, e.val_loss) for e in epochs if math.isfinite(e.val_loss)]
+        if val:
+            plt.plot([s for s, _ in val], [v for _, v in val], label="val", marker="hd", color="orange")
+        plt.xlabel("step")
+        loss_plot.refresh()
+
+        acc_plot = self.query_one("#acc-plot", PlotextPlot)
+        plt = acc_plot.plt
+        plt.clear_figure()
+        plt.title("val accuracy %")
+        acc = [(e.epoch + 1, 100 * e.val_acc) for e in epochs if math.isfinite(e.val_acc)]
+        if acc:
+            plt.plot([a for a, _ in acc], [v for _, v in acc], marker="hd", color="green")
+            plt.xticks([a for a, _ in acc] if len(acc) <= 10 else None)
+        plt.xlabel("epoch")
+        acc_plot.refresh()

@@ -1,0 +1,85 @@
+"""The real `fmnist-tui` command, as a script or a person would run it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, env_extra=None, timeout=180):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "fmnist_tui", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)  # fmt: skip
+
+
+@pytest.fixture
+def tiny_preset(tmp_path):
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    lines = [f"{k} = {json.dumps(v)}" for k, v in TINY.items()]
+    (folder / "tiny.toml").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_headless_run_prints_epochs_and_a_summary(tmp_path, tiny_preset):
+    runs = tmp_path / "runs"
+    result = cli("run", "--preset", "tiny", "--presets-dir", str(tiny_preset), "--runs-dir", str(runs),
+                 "--set", "epochs=3", "--set", "model=cnn", "--set", "width=8")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "epoch 1/3  train_loss" in out and "epoch 3/3  train_loss" in out
+    assert "finished: test_acc" in out
+    assert "\x1b" not in out and "\r" not in out  # plain text when stdout is not a terminal
+    folder = next(runs.iterdir())
+    assert f"run folder {folder}" in out
+    assert json.loads((folder / "summary.json").read_text())["status"] == "finished"
+    assert "GPU available" not in result.stderr  # Lightning's chatter stays off the terminal
+
+    listing = cli("runs", "--runs-dir", str(runs))
+    assert folder.name in listing.stdout and "finished" in listing.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "lr=abc"], "--set: lr: Input should be a valid number"),
+        (["--set", "batch_size=0"], "--set: batch_size: Input should be greater than or equal to 1"),
+        (["--set", "model=vgg"], "--set: model: Input should be 'tutorial_mlp', 'mlp', 'cnn' or 'resnet'"),
+        (["--set", "colour=red"], "--set colour: unknown key"),
+        (["--set", "epochs"], "expected KEY=VALUE"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_preset, args, message):
+    runs = tmp_path / "runs"
+    result = cli("run", "--preset", "tiny", "--presets-dir", str(tiny_preset), "--runs-dir", str(runs), *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("fmnist-tui: error: ") and message in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert not runs.exists(), "nothing may start on bad input"
+
+
+def test_unknown_preset_and_unknown_run(tmp_path):
+    result = cli("run", "--preset", "nope", "--runs-dir", str(tmp_path))
+    assert result.returncode == 2 and "unknown preset 'nope'" in result.stderr
+    result = cli("run", "--resume", "nope", "--runs-dir", str(tmp_path))
+    assert result.returncode == 2 and "no run 'nope'" in result.stderr
+
+
+def test_presets_lists_names_and_descriptions(tmp_path, tiny_preset):
+    result = cli("presets", "--presets-dir", str(tiny_preset))
+    assert result.returncode == 0
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert {"tutorial", "mlp", "cnn_fast", "best", "tiny"} <= set(names)
+    assert "a few hundred synthetic images" in result.stdout
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from fmnist_tui.cli.main import build_parser; build_parser().format_help(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
