@@ -78,8 +78,11 @@ class Printer:
 
 
 def summary_text(e: RunEnded) -> str:
-    lines = [f"{e.status}: test_acc {pct(e.test_acc)}  test_loss {e.test_loss if e.test_loss is None else round(e.test_loss, 4)}  "
-             f"best_val_acc {pct(e.best_val_acc)}  time {seconds(e.duration_s)}"]  # fmt: skip
+    if e.status == "finished":
+        head = f"finished: test_acc {pct(e.test_acc)}  test_loss {e.test_loss:.4f}  best_val_acc {pct(e.best_val_acc)}"
+    else:
+        head = f"{e.status}: best_val_acc {pct(e.best_val_acc)}"
+    lines = [f"{head}  time {seconds(e.duration_s)}"]
     if e.error:
         lines.append(f"error: {e.error}")
     if e.checkpoint:

@@ -38,7 +38,8 @@ def download(root: Path) -> None:
             if line.strip():
                 log.info(line.strip())
     except Exception as err:  # network, disk, checksum: all end the same way for the user
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        reason = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"  # torchvision: what, then why
         raise DataError(
             f"Fashion-MNIST is not in {looked}, and downloading it failed ({reason}). "
             f"Copy the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "

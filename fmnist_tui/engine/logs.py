@@ -21,6 +21,7 @@ SILENCED = (
     r".*Trying to infer the `batch_size`.*",
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning vs newer torch, not actionable
     r".*litlogger.*",
+    r".*Checkpoint directory .* exists and is not empty.*",  # expected when resuming into the run folder
 )
 
 
