@@ -1,0 +1,232 @@
+"""Training throughput: the seed tutorial against fmnist-tui's engine, same data, same machine.
+
+    python bench/throughput.py --data-dir ../shared/fashion-mnist [--quick] [--batch-size 64]
+
+Runs, each on the tutorial MLP with SGD lr 1e-3 for the same number of steps:
+  seed_plain      the tutorial's plain PyTorch loop (torchvision dataset, ToTensor, DataLoader)
+  seed_lightning  the tutorial's Lightning port (DataModule + DataLoader, self.log every step)
+  device_plain    a plain loop over device-resident tensors (the hardware's practical limit)
+  engine          fmnist-tui's engine, headless, with step progress reported
+  engine_app      the same engine under the Textual app, driven headlessly (skipped if the app is absent)
+and prints samples/s with ratios, ending with `engine_vs_seed_plain_ratio=<float>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import threading
+import time
+
+import torch
+from torch import nn
+
+BENCH = {"name": "bench", "description": "throughput", "model": "tutorial_mlp", "optimizer": "sgd",
+         "lr": 1e-3, "normalize": False, "epochs": 1, "stop_on_nan": True}  # fmt: skip
+
+
+def device_of(args) -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() and args.accelerator != "cpu" else "cpu")
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def tutorial_model() -> nn.Module:
+    from fmnist_tui.engine.models import tutorial_mlp
+
+    return tutorial_mlp(final_relu=True)
+
+
+def timed_loop(batches, model, device, steps: int, warmup: int = 20) -> float:
+    """The tutorial's training step; loss.item() every 100 batches as it prints then."""
+    loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    seen, start = 0, None
+    for i, (x, y) in enumerate(batches):
+        if i == warmup:
+            sync(device)
+            start, seen = time.perf_counter(), 0
+        x, y = x.to(device), y.to(device)
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i % 100 == 0:
+            loss.item()
+        seen += len(y)
+        if i + 1 >= steps + warmup:
+            break
+    sync(device)
+    return seen / (time.perf_counter() - start)
+
+
+def cycle(loader):
+    while True:
+        yield from loader
+
+
+def seed_plain(args, steps: int) -> float:
+    from torch.utils.data import DataLoader
+    from torchvision import datasets
+    from torchvision.transforms import ToTensor
+
+    data = datasets.FashionMNIST(root=args.data_dir, train=True, download=False, transform=ToTensor())
+    loader = DataLoader(data, batch_size=args.batch_size, shuffle=True)
+    device = device_of(args)
+    return timed_loop(cycle(loader), tutorial_model().to(device), device, steps)
+
+
+def device_plain(args, steps: int) -> float:
+    from fmnist_tui.engine.data import load_fashion
+
+    device = device_of(args)
+    raw = load_fashion(__import__("pathlib").Path(args.data_dir), allow_download=False)
+    images, labels = raw["train_images"].to(device), raw["train_labels"].to(device).long()
+
+    def batches():
+        while True:
+            order = torch.randperm(len(labels), device=device)
+            for i in range(0, len(labels) - args.batch_size + 1, args.batch_size):
+                idx = order[i : i + args.batch_size]
+                yield images[idx].unsqueeze(1).float().div_(255), labels[idx]
+
+    return timed_loop(batches(), tutorial_model().to(device), device, steps)
+
+
+def seed_lightning(args, steps: int) -> float:
+    """The tutorial's Lightning port, as written: DataModule, random_split, DataLoader, self.log."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, random_split
+    from torchvision import datasets
+    from torchvision.transforms import ToTensor
+
+    class Port(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net, self.loss_fn = tutorial_model(), nn.CrossEntropyLoss()
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = self.loss_fn(self.net(x), y)
+            self.log("train_loss", loss)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=1e-3)
+
+    class Timer(pl.Callback):
+        def on_train_batch_start(self, trainer, *a):
+            if trainer.global_step == 20:
+                sync(device_of(args))
+                self.start = time.perf_counter()
+
+        def on_train_end(self, trainer, *a):
+            sync(device_of(args))
+            self.rate = (trainer.global_step - 20) * args.batch_size / (time.perf_counter() - self.start)
+
+    full = datasets.FashionMNIST(root=args.data_dir, train=True, download=False, transform=ToTensor())
+    train, _ = random_split(full, [55000, 5000])
+    timer = Timer()
+    trainer = pl.Trainer(accelerator=args.accelerator, devices=1, max_steps=steps + 20, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[timer])  # fmt: skip
+    trainer.fit(Port(), DataLoader(train, batch_size=args.batch_size, shuffle=True))
+    return timer.rate
+
+
+def engine_rate(events) -> float:
+    """Samples/s between the first and last step report of the first epoch (no validation inside)."""
+    from fmnist_tui.engine.events import StepProgress
+
+    steps = [e for e in events if isinstance(e, StepProgress) and e.epoch == 0 and e.epoch_step < e.steps_per_epoch]
+    first, last = steps[min(2, len(steps) - 2)], steps[-1]
+    return (last.step - first.step) * BENCH_BS[0] / (last.elapsed_s - first.elapsed_s)
+
+
+BENCH_BS = [64]
+
+
+def engine_config(args, steps: int, runs_dir: str):
+    from fmnist_tui.config import make_config
+
+    # One epoch sized to the step budget: a training split of (steps + 1) batches.
+    val = max(1, 60_000 - (steps + 1) * args.batch_size)
+    return make_config({**BENCH, "batch_size": args.batch_size, "val_size": min(val, 50_000),
+                        "accelerator": args.accelerator, "data_dir": args.data_dir})  # fmt: skip
+
+
+def engine(args, steps: int, runs_dir: str) -> float:
+    from fmnist_tui.engine.runner import run
+
+    events: list = []
+    run(engine_config(args, steps, runs_dir), events.append, runs_dir=runs_dir)
+    return engine_rate(events)
+
+
+def engine_app(args, steps: int, runs_dir: str) -> float | None:
+    try:
+        from fmnist_tui.tui.app import build_app
+    except ImportError:
+        return None
+    from fmnist_tui.engine.events import RunEnded
+
+    events: list = []
+    app = build_app(runs_dir=runs_dir, config=engine_config(args, steps, runs_dir), start=True, event_tap=events.append)
+
+    async def drive():
+        async with app.run_test(size=(80, 24)) as pilot:
+            while not any(isinstance(e, RunEnded) for e in events):
+                await pilot.pause(0.2)
+
+    asyncio.run(drive())
+    return engine_rate(events)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=os.environ.get("FMNIST_TUI_DATA_DIR", "../shared/fashion-mnist"))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per setup (default 800, --quick 300)")
+    parser.add_argument("--quick", action="store_true", help="fewer steps: about a minute on 2 CPU cores")
+    parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
+    parser.add_argument("--only", nargs="*", help="run only these setups")
+    args = parser.parse_args()
+    BENCH_BS[0] = args.batch_size
+    steps = args.steps or (300 if args.quick else 800)
+    import tempfile
+
+    runs_dir = tempfile.mkdtemp(prefix="fmnist-bench-")
+    setups = {"seed_plain": seed_plain, "seed_lightning": seed_lightning, "device_plain": device_plain,
+              "engine": lambda a, s: engine(a, s, runs_dir), "engine_app": lambda a, s: engine_app(a, s, runs_dir)}  # fmt: skip
+    rates: dict[str, float | None] = {}
+    for name, fn in setups.items():
+        if args.only and name not in args.only:
+            continue
+        rates[name] = fn(args, steps)
+        print(f"  {name:<15} {'skipped' if rates[name] is None else f'{rates[name]:>10,.0f} samples/s'}", flush=True)
+
+    device = device_of(args)
+    where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    print(f"\n{where}, torch {torch.__version__}, tutorial MLP + SGD, batch {args.batch_size}, {steps} timed steps")
+    base = rates.get("seed_plain")
+    print(f"{'setup':<15} {'samples/s':>12} {'vs seed_plain':>14} {'vs device_plain':>16}")
+    for name, rate in rates.items():
+        if rate is None:
+            print(f"{name:<15} {'skipped':>12}")
+            continue
+        vs_seed = f"{rate / base:.2f}x" if base else "-"
+        vs_dev = f"{rate / rates['device_plain']:.2f}x" if rates.get("device_plain") else "-"
+        print(f"{name:<15} {rate:>12,.0f} {vs_seed:>14} {vs_dev:>16}")
+    if rates.get("engine_app") and rates.get("engine"):
+        print(f"app_overhead={1 - rates['engine_app'] / rates['engine']:.3f}")
+    if base and rates.get("engine"):
+        print(f"engine_vs_seed_plain_ratio={rates['engine'] / base:.3f}")
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "bench"
+    main()
