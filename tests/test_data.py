@@ -85,12 +85,12 @@ def test_split_batches_and_normalisation(tmp_path, no_network):
     dm = FashionData(config, tmp_path)
     dm.load()
     assert dm.sizes == {"train": 250, "val": 50, "test": 60}
-    batches = dm.train_dataloader()
+    batches = dm.train_dataloader().batches  # one epoch; Lightning gets them in groups of steps
     assert len(batches) == 4
     seen = [(x.shape, y.shape, x.dtype) for x, y in batches]
     assert seen[0] == (torch.Size([64, 1, 28, 28]), torch.Size([64]), torch.float32)
     assert sum(s[1][0] for s in seen) == 250
-    x = torch.cat([b[0] for b in dm.train_dataloader()])
+    x = torch.cat([b[0] for b in dm.train_dataloader().batches])
     assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1) < 0.05
     # the split is fixed by split_seed
     again = FashionData(config, tmp_path)
@@ -111,11 +111,19 @@ def test_shuffle_depends_on_seed_and_epoch_only():
     images = torch.arange(100, dtype=torch.uint8).view(100, 1, 1).expand(100, 28, 28).contiguous()
     labels = torch.zeros(100, dtype=torch.uint8)
     ident = lambda x: x  # noqa: E731
-    a = data_mod.DeviceBatches(images, labels, 10, ident, True, seed=1, epoch_fn=lambda: 3)
-    b = data_mod.DeviceBatches(images, labels, 10, ident, True, seed=1, epoch_fn=lambda: 3)
+    a = data_mod.DeviceBatches(images, labels, 10, ident, True, seed=1, position_fn=lambda: (3, 0))
+    b = data_mod.DeviceBatches(images, labels, 10, ident, True, seed=1, position_fn=lambda: (3, 0))
     first = torch.cat([x[:, 0, 0] for x, _ in a])
     assert torch.equal(first, torch.cat([x[:, 0, 0] for x, _ in b]))
     assert sorted(first.tolist()) == list(range(100))
+    resumed = data_mod.DeviceBatches(images, labels, 10, ident, True, seed=1, position_fn=lambda: (3, 4))
+    assert torch.equal(torch.cat([x[:, 0, 0] for x, _ in resumed]), first[40:])  # carries on after batch 4
+
+
+def test_step_groups_cover_every_batch_once():
+    groups = list(data_mod.StepGroups(list(range(19)), 8))
+    assert [len(g) for g in groups] == [8, 8, 3] and sum(groups, []) == list(range(19))
+    assert len(data_mod.StepGroups(list(range(19)), 8)) == 3
 
 
 def test_augment_keeps_shapes_and_content():

@@ -65,17 +65,22 @@ def test_learns_something(tiny_config, tmp_path):
     assert end.test_acc > 0.3  # ten classes: chance is 0.1
 
 
-def stop_after(stop, step):
-    return lambda e: stop.set() if isinstance(e, StepProgress) and e.step >= step else None
-
-
-def test_stop_mid_epoch_ends_within_a_step_and_resumes(tiny_config, tmp_path):
-    config = with_overrides(tiny_config, {"synthetic_size": 2000, "epochs": 2, "progress_hz": 1000.0})
+def test_stop_mid_epoch_ends_within_a_step_and_resumes(tiny_config, tmp_path, monkeypatch):
+    config = with_overrides(tiny_config, {"synthetic_size": 2000, "epochs": 2})
     stop = threading.Event()
-    end, events = collect(config, tmp_path, stop, stop_after(stop, 5))
+    real = Classifier.forward
+
+    def forward(self, x):  # ask to stop while computing step 20 (mid-group: groups are 8 steps)
+        if self.training and self.trainer.global_step == 19:
+            stop.set()
+        return real(self, x)
+
+    monkeypatch.setattr(Classifier, "forward", forward)
+    end, events = collect(config, tmp_path, stop)
+    monkeypatch.setattr(Classifier, "forward", real)
     assert end.status == "stopped" and not any(isinstance(e, EpochEnd) for e in events)
     ckpt = torch.load(end.checkpoint, map_location="cpu", weights_only=False)
-    assert 5 <= ckpt["global_step"] <= 6  # the step it was asked in, plus at most one
+    assert ckpt["global_step"] == 19  # step 20 was not applied: stopped within that step
     assert json.loads(open(f"{end.run_dir}/summary.json").read())["status"] == "stopped"
 
     resumed, events = collect(None, tmp_path, resume=end.run_dir)
@@ -103,13 +108,13 @@ def test_resume_refuses_a_corrupt_checkpoint(tiny_config, tmp_path):
 
 
 def test_nan_loss_ends_as_diverged_keeping_the_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):
-    real = Classifier.training_step
+    real = Classifier.forward
 
-    def poisoned(self, batch, batch_idx):
-        loss = real(self, batch, batch_idx)
-        return loss * float("nan") if self.trainer.current_epoch == 1 and batch_idx == 3 else loss
+    def poisoned(self, x):  # the fourth step of the second epoch (10 steps each) gives NaN
+        logits = real(self, x)
+        return logits * float("nan") if self.training and self.trainer.global_step == 13 else logits
 
-    monkeypatch.setattr(Classifier, "training_step", poisoned)
+    monkeypatch.setattr(Classifier, "forward", poisoned)
     end, events = collect(with_overrides(tiny_config, {"epochs": 3}), tmp_path)
     assert end.status == "diverged" and "nan" in end.error
     ckpt = torch.load(f"{end.run_dir}/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
@@ -125,7 +130,7 @@ def test_an_exception_in_training_fails_the_run_and_the_next_run_works(tiny_conf
     real = Classifier.training_step
 
     def broken(self, batch, batch_idx):
-        if batch_idx == 3:
+        if batch_idx == 1:  # the second group of steps
             raise error
         return real(self, batch, batch_idx)
 

@@ -75,7 +75,7 @@ def test_signals_checkpoint_and_record_the_end(tmp_path, sig, status, code):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == status
     ckpt = loads(run_dir / "checkpoints" / "last.ckpt")
-    assert ckpt["global_step"] > 182  # saved at the stop, past the first two epochs (91 steps each)
+    assert ckpt["global_step"] >= 182  # at least the two epochs (91 steps each) printed before the signal
 
 
 def test_sigkill_keeps_config_and_metrics_lists_interrupted_and_resumes(tmp_path):

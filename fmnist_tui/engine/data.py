@@ -22,6 +22,8 @@ from fmnist_tui.engine.idx import DataError, candidate_folders, find_files, read
 
 log = logging.getLogger("fmnist_tui.data")
 
+STEPS_PER_CALL = 8  # optimiser steps per Lightning training_step call (see StepGroups)
+
 
 def download(root: Path) -> None:
     """Fetch through torchvision; any failure becomes one DataError saying what to do."""
@@ -81,31 +83,57 @@ def make_synthetic(size: int, seed: int) -> dict[str, torch.Tensor]:
 class DeviceBatches:
     """One epoch of (images, labels) batches sliced from device tensors; re-iterable."""
 
-    def __init__(self, images, labels, batch_size: int, prepare, shuffle: bool, seed: int, epoch_fn=None):
+    def __init__(self, images, labels, batch_size: int, prepare, shuffle: bool, seed: int, position_fn=None):
         self.images, self.labels = images, labels
         self.batch_size, self.prepare, self.shuffle = batch_size, prepare, shuffle
-        # The permutation depends on (seed, epoch) only, so a resumed run shuffles as the original would.
-        self.seed, self.epoch_fn, self.calls = seed, epoch_fn, 0
+        # position_fn() -> (epoch, batches already done in it). The permutation depends on
+        # (seed, epoch) only, so a run resumed mid-epoch carries on where it stopped.
+        self.seed, self.position_fn, self.calls = seed, position_fn, 0
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)
 
     def __iter__(self):
         n = len(self.labels)
+        epoch, done = self.position_fn() if self.position_fn else (self.calls, 0)
         if self.shuffle:
-            epoch = self.epoch_fn() if self.epoch_fn else self.calls
             gen = torch.Generator(device=self.images.device).manual_seed(self.seed * 100_003 + epoch)
             order = torch.randperm(n, device=self.images.device, generator=gen)
         else:
             order = None
         self.calls += 1
-        for start in range(0, n, self.batch_size):
+        for start in range(done * self.batch_size, n, self.batch_size):
             if order is None:
                 x, y = self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
             else:
                 idx = order[start : start + self.batch_size]
                 x, y = self.images[idx], self.labels[idx]
             yield self.prepare(x), y.long()
+
+
+class StepGroups:
+    """Hands Lightning K training batches at a time; the module takes K optimiser steps per call.
+
+    Lightning's per-batch machinery costs a fraction of a millisecond, which is most of a
+    step for a small model on a GPU; grouping pays it once per K steps. The batches,
+    their order and the optimiser steps are the same as without grouping.
+    """
+
+    def __init__(self, batches: DeviceBatches, k: int):
+        self.batches, self.k = batches, k
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.batches) / self.k)
+
+    def __iter__(self):
+        group = []
+        for batch in self.batches:
+            group.append(batch)
+            if len(group) == self.k:
+                yield group
+                group = []
+        if group:
+            yield group
 
 
 class Augment:
@@ -196,8 +224,12 @@ class FashionData(pl.LightningDataModule):
 
     def train_dataloader(self):
         x, y = self._tensors("train")
-        epoch_fn = (lambda: self.trainer.current_epoch) if self.trainer is not None else None
-        return DeviceBatches(x, y, self.config.batch_size, self._prepare(True), True, self.config.seed, epoch_fn)
+        position = None
+        if self.trainer is not None:
+            trainer, steps = self.trainer, self.config.steps_per_epoch
+            position = lambda: (trainer.current_epoch, max(0, trainer.global_step - trainer.current_epoch * steps))  # noqa: E731
+        batches = DeviceBatches(x, y, self.config.batch_size, self._prepare(True), True, self.config.seed, position)
+        return StepGroups(batches, STEPS_PER_CALL)
 
     def _eval(self, split: str):
         x, y = self._tensors(split)

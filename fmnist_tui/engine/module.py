@@ -27,18 +27,24 @@ class Classifier(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_step(self, batch, batch_idx):
-        # No self.log here: the Reporter callback reads the returned loss at its own
-        # throttle tick, so the hot path never waits on the device.
-        x, y = batch
-        loss = F.cross_entropy(self(x), y, label_smoothing=self.config.label_smoothing)
+    def training_step(self, batches, batch_idx):
+        """Several optimiser steps, one per (x, y) in `batches` (see data.StepGroups).
+
+        No self.log here: the losses stay on the device and the Reporter callback reads
+        them at its throttle tick, so the hot path never waits for a device sync.
+        """
         opt = self.optimizers()
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        opt.step()
-        if self.config.schedule != "none":
-            self.lr_schedulers().step()
-        return loss
+        sched = self.lr_schedulers() if self.config.schedule != "none" else None
+        losses = []
+        for x, y in batches:
+            loss = F.cross_entropy(self(x), y, label_smoothing=self.config.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            opt.step()  # runs the callbacks' on_before_optimizer_step: the Reporter's stop check
+            if sched is not None:
+                sched.step()
+            losses.append(loss.detach())
+        return {"losses": torch.stack(losses), "samples": sum(y.shape[0] for _, y in batches)}
 
     def _evaluate(self, batch, loss_metric, acc_metric):
         x, y = batch

@@ -44,6 +44,9 @@ class Reporter(pl.Callback):
         if isinstance(exception, StopRun):
             trainer.save_checkpoint(self.last_ckpt)
 
+    def on_before_optimizer_step(self, *args, **kwargs):
+        self._check_stop()  # before every optimiser step, even inside a group of steps
+
     def on_validation_batch_end(self, *args, **kwargs):
         self._check_stop()
 
@@ -53,7 +56,7 @@ class Reporter(pl.Callback):
     # -- progress --------------------------------------------------------------
     def on_train_start(self, trainer, pl_module):
         # After a resume has restored the loop, so the start epoch/step are right.
-        self.steps_per_epoch = int(trainer.num_training_batches)
+        self.steps_per_epoch = pl_module.config.steps_per_epoch  # Lightning's batches are groups of steps
         self.total_steps = self.steps_per_epoch * trainer.max_epochs
         self.start_step = trainer.global_step
         self.start_time = self._epoch_start = self._tick_time = time.perf_counter()
@@ -67,17 +70,16 @@ class Reporter(pl.Callback):
         self._samples = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self._losses.append(outputs["loss"].detach())
-        self._samples += batch[1].shape[0]  # a host-side shape: no sync
-        self._check_stop()
+        self._losses.append(outputs["losses"])
+        self._samples += outputs["samples"]  # host-side shapes: no sync
         now = time.perf_counter()
         if now - self._tick_time >= self.interval:
-            self._tick(trainer, batch_idx, now)
+            self._tick(trainer, now)
 
-    def _tick(self, trainer, batch_idx: int, now: float) -> None:
+    def _tick(self, trainer, now: float) -> None:
         if not self._losses:
             return
-        losses = torch.stack(self._losses).float().cpu().tolist()  # the one sync per tick
+        losses = torch.cat(self._losses).float().cpu().tolist()  # the one sync per tick
         self._losses.clear()
         first = trainer.global_step - len(losses) + 1
         self.metrics.steps(trainer.current_epoch, first, losses)
@@ -89,7 +91,8 @@ class Reporter(pl.Callback):
         elapsed = now - self.start_time
         self.sink(StepProgress(
             epoch=trainer.current_epoch, step=trainer.global_step, total_steps=self.total_steps,
-            epoch_step=batch_idx + 1, steps_per_epoch=self.steps_per_epoch,
+            epoch_step=trainer.global_step - trainer.current_epoch * self.steps_per_epoch,
+            steps_per_epoch=self.steps_per_epoch,
             loss=sum(losses) / len(losses), samples_per_s=self._samples / max(now - self._tick_time, 1e-9),
             elapsed_s=elapsed, eta_s=elapsed / max(done, 1) * (self.total_steps - trainer.global_step),
         ))  # fmt: skip
@@ -97,10 +100,10 @@ class Reporter(pl.Callback):
 
     def on_validation_start(self, trainer, pl_module):
         if trainer.state.fn == "fit" and self._losses:
-            self._tick(trainer, self.steps_per_epoch - 1, time.perf_counter())
+            self._tick(trainer, time.perf_counter())
 
     def on_train_epoch_end(self, trainer, pl_module):
-        self._tick(trainer, self.steps_per_epoch - 1, time.perf_counter())
+        self._tick(trainer, time.perf_counter())
         metrics = trainer.callback_metrics
         row = dict(
             epoch=trainer.current_epoch, step=trainer.global_step,
