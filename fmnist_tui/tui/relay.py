@@ -35,6 +35,14 @@ class EngineMessage(Message):
         )
 
 
+class DeviceFound(Message):
+    """The device description, found in a worker (it imports torch)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
 class Relay:
     """The sink handed to `engine.runner.run`; called in the training thread."""
 

@@ -58,7 +58,8 @@ def result_text(end: RunEnded) -> Text:
 class RunScreen(Screen):
     TITLE = "fmnist-tui"
     SUB_TITLE = "live run"
-    BINDINGS = [Binding("s", "stop", "Stop")]
+    BINDINGS = [Binding("s", "stop", "Stop"), Binding("q", "app.quit", "Quit")]
+    AUTO_FOCUS = "Tabs"  # left/right switch tabs at once; s and q are free keys here
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,6 +69,7 @@ class RunScreen(Screen):
         self._logs_seen = 0
         self._chart_dirty = False
         self._chart_drawn_at = 0.0
+        self._was_running: bool | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -90,7 +92,11 @@ class RunScreen(Screen):
         self.sync()
 
     def on_screen_resume(self) -> None:
-        self.sync()
+        self.sync(force=True)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "tab-chart":
+            self.sync(force=True)  # charts are not drawn while hidden
 
     def action_stop(self) -> None:
         self.app.stop_run()
@@ -104,8 +110,10 @@ class RunScreen(Screen):
             return True if self.app.run_in_progress else None  # shown greyed out when idle
         return True
 
-    def sync(self) -> None:
+    def sync(self, force: bool = False) -> None:
         """Bring the widgets up to date with the app's RunState (cheap when nothing changed)."""
+        if not self.is_current:
+            return  # another screen is shown: catch up on resume, spend nothing meanwhile
         state: RunState = self.app.state
         if state is not self._state:  # a new run: start from empty widgets
             self._state, self._version = state, -1
@@ -117,13 +125,18 @@ class RunScreen(Screen):
             self._version = state.version
             self._show(state)
         now = time.monotonic()
-        if self._chart_dirty and (now - self._chart_drawn_at >= CHART_EVERY_S or state.ended):
+        if self.query_one("#run-tabs", TabbedContent).active != "tab-chart":
+            return  # drawing hidden charts would only cost the training thread GIL time
+        if force or (self._chart_dirty and (now - self._chart_drawn_at >= CHART_EVERY_S or state.ended)):
             self.query_one(MetricsChart).draw(state.losses, (EpochRow.of(e) for e in state.epochs))
             self._chart_dirty, self._chart_drawn_at = False, now
 
     def _show(self, state: RunState) -> None:
-        self.query_one("#stop", Button).disabled = not self.app.run_in_progress
-        self.refresh_bindings()
+        running = self.app.run_in_progress
+        if running != self._was_running:  # the footer recomposes on every refresh: only on change
+            self._was_running = running
+            self.query_one("#stop", Button).disabled = not running
+            self.refresh_bindings()
         self.query_one("#run-title", Static).update(self._title(state))
         self.query_one(RunProgress).show(state.started, state.progress, done=state.ended is not None)
         table = self.query_one(EpochTable)

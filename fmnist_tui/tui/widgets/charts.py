@@ -35,31 +35,42 @@ class MetricsChart(Horizontal):
         yield PlotextPlot(id="loss-plot")
         yield PlotextPlot(id="acc-plot")
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._data: tuple[Sequence[tuple[int, float]], list[EpochRow]] = ([], [])
+
     def on_mount(self) -> None:
-        self.draw([], [])
+        self._apply()
 
     def draw(self, losses: Sequence[tuple[int, float]], epochs: Iterable[EpochRow]) -> None:
-        epochs = list(epochs)
-        loss_plot = self.query_one("#loss-plot", PlotextPlot)
-        plt = loss_plot.plt
-        plt.clear_figure()
-        plt.title("loss")
+        self._data = (losses, list(epochs))
+        if len(self.query(PlotextPlot)) == 2:  # composed already
+            self._apply()
+
+    def _apply(self) -> None:
+        losses, epochs = self._data
+        # No legends: at 80x24 they cover the first points. The titles name the markers instead.
+        plt = self._start("#loss-plot", "loss: ⠤ train  • val", "step")
         xs, ys = thin(losses)
         if xs:
-            plt.plot(xs, ys, label="train", marker="braille", color="cyan")
+            plt.plot(xs, ys, marker="braille", color="cyan")
         val = [(e.step, e.val_loss) for e in epochs if math.isfinite(e.val_loss)]
         if val:
-            plt.plot([s for s, _ in val], [v for _, v in val], label="val", marker="hd", color="orange")
-        plt.xlabel("step")
-        loss_plot.refresh()
+            # Whole-cell dots: told apart from the train line without colour too (NO_COLOR).
+            plt.plot([s for s, _ in val], [v for _, v in val], marker="dot", color="orange")
+        self.query_one("#loss-plot", PlotextPlot).refresh()
 
-        acc_plot = self.query_one("#acc-plot", PlotextPlot)
-        plt = acc_plot.plt
-        plt.clear_figure()
-        plt.title("val accuracy %")
+        plt = self._start("#acc-plot", "val accuracy %", "epoch")
         acc = [(e.epoch + 1, 100 * e.val_acc) for e in epochs if math.isfinite(e.val_acc)]
         if acc:
-            plt.plot([a for a, _ in acc], [v for _, v in acc], marker="hd", color="green")
-            plt.xticks([a for a, _ in acc] if len(acc) <= 10 else None)
-        plt.xlabel("epoch")
-        acc_plot.refresh()
+            plt.plot([a for a, _ in acc], [v for _, v in acc], marker="braille", color="green")
+            if len(acc) <= 10:
+                plt.xticks([a for a, _ in acc])
+        self.query_one("#acc-plot", PlotextPlot).refresh()
+
+    def _start(self, selector: str, title: str, xlabel: str):
+        plt = self.query_one(selector, PlotextPlot).plt
+        plt.clear_figure()
+        plt.title(title)
+        plt.xlabel(xlabel)
+        return plt

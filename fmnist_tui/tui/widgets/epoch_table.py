@@ -16,8 +16,6 @@ COLUMNS = ("Epoch", "Train loss", "Val loss", "Val acc", "LR", "Time")
 class EpochTable(DataTable):
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-
-    def on_mount(self) -> None:
         self.add_columns(*COLUMNS)
 
     def add_epoch(self, row: EpochRow) -> None:

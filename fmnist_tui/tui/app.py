@@ -1,0 +1,243 @@
+"""The Textual app: three modes (setup, live run, runs) over one engine run at a time.
+
+The run lives here, not in a screen: the worker, its stop event and a RunState that
+the app folds engine messages into. Screens only read that state. Errors of any kind
+end as a RunEnded in the state, so there is one place that reports them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+from textual.worker import Worker, WorkerState
+
+from fmnist_tui.config import ConfigError, RunConfig, make_config, with_overrides
+from fmnist_tui.engine.events import EpochEnd, LogLine, RunEnded, RunStarted, StepProgress
+from fmnist_tui.presets import load_presets
+from fmnist_tui.tui.format import pct
+from fmnist_tui.tui.relay import EngineMessage, Relay
+from fmnist_tui.tui.screens.modals import ConfirmScreen
+from fmnist_tui.tui.screens.run import RunScreen
+from fmnist_tui.tui.screens.runs import RunsScreen
+from fmnist_tui.tui.screens.setup import SetupScreen
+from fmnist_tui.tui.session import train
+from fmnist_tui.tui.state import RunState
+
+
+class FmnistApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "fmnist-tui"
+    MODES = {"setup": SetupScreen, "run": RunScreen, "runs": RunsScreen}
+    DEFAULT_MODE = "setup"
+    BINDINGS = [
+        Binding("f2", "switch_mode('setup')", "Setup", priority=True),
+        Binding("f3", "switch_mode('run')", "Live", priority=True),
+        Binding("f4", "switch_mode('runs')", "Runs", priority=True),
+        # q is shown by the screens where it is free; the setup screen shows ctrl+q instead.
+        Binding("q", "quit", "Quit", show=False),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self, *, preset: str | None = None, start: bool = False, data_dir: str | None = None,
+        runs_dir: str | None = None, presets_dirs: list[Path] | tuple = (), overrides: dict[str, Any] | None = None,
+        device: str | None = None, handle_signals: bool = False,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.data_dir, self.runs_dir = data_dir, runs_dir
+        self.presets_dirs = [Path(p) for p in presets_dirs]
+        self.overrides = dict(overrides or {})
+        self.start_at_once = start
+        self.device = device  # None: found by the setup screen in a worker
+        self.handle_signals = handle_signals
+        self.presets = load_presets(self.presets_dirs)
+        self.initial_preset = preset or next(iter(self.presets.presets), None)
+        self.state = RunState()
+        self.run_id = 0
+        self._relay: Relay | None = None
+        self._stop = threading.Event()
+        self._worker: Worker | None = None
+        self._quit_when_done = False
+        self._run_done = threading.Event()
+        self._run_done.set()  # no run yet
+        self._exit_code = 0
+
+    # -- setup ------------------------------------------------------------------------
+    def initial_values(self) -> dict[str, Any]:
+        """What the form shows first: the chosen (or first) preset with the --set overrides."""
+        preset = self.presets.presets.get(self.initial_preset or "")
+        base = preset.config.model_dump() if preset else RunConfig().model_dump()
+        return {**base, **self.overrides}
+
+    def reload_presets(self) -> None:
+        self.presets = load_presets(self.presets_dirs)
+
+    def on_mount(self) -> None:
+        if self.handle_signals:
+            self._install_signal_handlers()
+        if self.start_at_once:
+            self.call_after_refresh(self._start_initial)
+
+    def _start_initial(self) -> None:
+        try:
+            config = make_config(self.initial_values(), "--set")
+        except ConfigError as err:
+            self.notify(str(err), title="Cannot start", severity="error", timeout=10)
+            return
+        self.start_run(config)
+
+    # -- the run ------------------------------------------------------------------------
+    @property
+    def run_in_progress(self) -> bool:
+        return self._worker is not None and self._worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
+
+    def start_run(self, config: RunConfig) -> bool:
+        if self.run_in_progress:
+            self.notify("A run is in progress: stop it first (s on the live screen).", severity="warning")
+            return False
+        self.run_id += 1
+        self.state = RunState(config=config)
+        self._stop = threading.Event()
+        self._relay = Relay(self, self.run_id)
+        self._run_done = threading.Event()
+        work = partial(self._train, config, self._relay, self._stop, self._run_done)
+        self._worker = self.run_worker(work, name=f"run-{self.run_id}", group="run", thread=True, exit_on_error=False)
+        self.switch_mode("run")
+        return True
+
+    def _train(self, config: RunConfig, relay: Relay, stop: threading.Event, done: threading.Event) -> None:
+        """The worker thread; `done` lets a signal handler know the run has saved, without the event loop."""
+        try:
+            train(config, relay, stop, self.runs_dir, self.data_dir)
+        finally:
+            done.set()
+
+    def stop_run(self) -> None:
+        if self.run_in_progress and not self._stop.is_set():
+            self._stop.set()  # the engine ends within one step and saves a checkpoint
+            self.notify("Stopping: the run ends after this step and keeps its checkpoint.", timeout=4)
+            self.state.version += 1
+
+    def on_engine_message(self, message: EngineMessage) -> None:
+        if message.run_id != self.run_id:
+            return  # a late event from an earlier run
+        state, event = self.state, message.event
+        if isinstance(event, StepProgress):
+            state.progress = event
+            if self._relay is not None and self._relay.run_id == message.run_id:
+                while self._relay.losses:
+                    state.losses.append(self._relay.losses.popleft())
+            else:  # events posted without a relay (tests, replays)
+                state.losses.append((event.step, event.loss))
+        elif isinstance(event, EpochEnd):
+            state.epochs.append(event)
+        elif isinstance(event, LogLine):
+            state.add_log(event)
+        elif isinstance(event, RunStarted):
+            state.started = event
+        elif isinstance(event, RunEnded) and state.ended is None:
+            state.ended = event
+            self._announce(event)
+        state.version += 1
+
+    def _announce(self, end: RunEnded) -> None:
+        if end.status == "finished":
+            self.notify(f"Test accuracy {pct(end.test_acc)}", title="Run finished", timeout=6)
+        elif end.status == "stopped":
+            self.notify("Checkpoint kept; the run folder has everything so far.", title="Run stopped", timeout=6)
+        else:
+            self.notify(end.error or end.status, title=f"Run {end.status}", severity="error", timeout=10)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is not self._worker or event.state in (WorkerState.PENDING, WorkerState.RUNNING):
+            return
+        if self.state.ended is None:  # the thread died without reporting (should not happen)
+            error = f"{type(event.worker.error).__name__}: {event.worker.error}" if event.worker.error else "no result"
+            self.state.ended = RunEnded(status="failed", run_dir="", duration_s=0.0, error=error)
+            self._announce(self.state.ended)
+        self.state.version += 1
+        self.refresh_bindings()
+        if self._quit_when_done:
+            self.exit(return_code=self._exit_code)
+
+    # -- quitting ---------------------------------------------------------------------
+    async def action_quit(self) -> None:
+        if not self.run_in_progress:
+            self.exit()
+            return
+        if isinstance(self.screen, ConfirmScreen):
+            return
+        question = "A run is in progress.\nStop it (its checkpoint is kept) and quit?"
+        self.push_screen(ConfirmScreen(question, yes="Stop and quit", no="Keep running"), self._quit_answered)
+
+    def _quit_answered(self, yes: bool | None) -> None:
+        if yes:
+            self.stop_and_quit()
+
+    def stop_and_quit(self) -> None:
+        """Set the stop event, exit once the worker has returned (the run has saved)."""
+        self._quit_when_done = True
+        if self.run_in_progress:
+            self.stop_run()
+        else:
+            self.exit(return_code=self._exit_code)
+
+    def _install_signal_handlers(self) -> None:
+        # Lightning installs none in a thread: without these, SIGTERM or an SSH drop (SIGHUP)
+        # would kill the process mid-step with no checkpoint.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (ValueError, RuntimeError, NotImplementedError):
+                pass  # not the main thread, or not supported here
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._stop.set()
+        # After a hang-up the terminal is gone: Textual's writes to it fail and its output queue
+        # fills, which can freeze the event loop before the normal exit runs. So a plain thread
+        # ends the process once the run has saved, whatever the UI is doing. After SIGTERM the
+        # terminal is still there: exit normally and keep the hard exit only as a fallback.
+        grace = 0.0 if sig == signal.SIGHUP else 5.0
+        threading.Thread(target=self._exit_when_saved, args=(sig, grace), daemon=True, name="signal-exit").start()
+        if sig != signal.SIGHUP:
+            self._exit_code = 128 + sig
+            self.stop_and_quit()
+
+    def _exit_when_saved(self, sig: signal.Signals, grace: float) -> None:
+        self._run_done.wait(timeout=300)  # a run stops within a step; this only bounds a stuck one
+        time.sleep(grace)
+        os._exit(128 + sig)
+
+    def on_unmount(self) -> None:
+        self._stop.set()  # however the app ends, the training thread must not outlive it for long
+
+
+def make_app(**kwargs: Any) -> FmnistApp:
+    """Build the app without running it (tests, snapshots)."""
+    return FmnistApp(**kwargs)
+
+
+def run_app(
+    preset: str | None, start: bool, data_dir: str | None, runs_dir: str | None,
+    presets_dirs: list[Path], overrides: dict[str, Any],
+) -> int:  # fmt: skip
+    """`fmnist-tui` with no subcommand. Raises ConfigError for an unknown preset or bad --set."""
+    app = FmnistApp(preset=preset, start=start, data_dir=data_dir, runs_dir=runs_dir,
+                    presets_dirs=presets_dirs, overrides=overrides, handle_signals=True)  # fmt: skip
+    if preset is not None:
+        with_overrides(app.presets.get(preset), overrides)  # unknown preset or bad value: say so before drawing
+    try:
+        app.run()
+    finally:
+        app._stop.set()
+    return app.return_code or 0

@@ -1,0 +1,61 @@
+"""One past run: its result, curves, epoch table and config."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+
+from fmnist_tui.runs import RunInfo, read_metrics
+from fmnist_tui.tui.epochs import EpochRow
+from fmnist_tui.tui.format import clock, date, num, pct
+from fmnist_tui.tui.widgets.charts import MetricsChart
+from fmnist_tui.tui.widgets.epoch_table import EpochTable
+
+
+def summary_text(info: RunInfo) -> Text:
+    text = Text(f"{info.preset}  ", style="bold")
+    text.append(info.status, style="bold green" if info.status == "finished" else "bold yellow")
+    text.append(f"   {date(info.started)}  {clock(info.get('duration_s'))}")
+    text.append(f"\nbest val {pct(info.get('best_val_acc'))}  test acc {pct(info.get('test_acc'))}")
+    text.append(f"  test loss {num(info.get('test_loss'))}")
+    if info.get("error"):
+        text.append(f"\n{info.get('error')}", style="red")
+    for problem in info.problems:
+        text.append(f"\n{problem}", style="red")
+    text.append(f"\n{info.path}", style="dim")
+    return text
+
+
+class RunDetailScreen(Screen):
+    TITLE = "fmnist-tui"
+    BINDINGS = [Binding("escape,backspace", "app.pop_screen", "Back"), Binding("q", "app.quit", "Quit")]
+
+    def __init__(self, info: RunInfo) -> None:
+        super().__init__()
+        self.info = info
+        self.sub_title = info.name
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(summary_text(self.info), id="detail-summary")
+        with TabbedContent(id="detail-tabs"):
+            with TabPane("Curves", id="tab-curves"):
+                yield MetricsChart(id="detail-chart")
+            with TabPane("Epochs", id="tab-detail-epochs"):
+                yield EpochTable(id="detail-epochs")
+            with TabPane("Config", id="tab-config"):
+                yield DataTable(id="detail-config", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        steps, epochs = read_metrics(self.info.path)
+        rows = [EpochRow.of(e) for e in epochs]
+        self.query_one(MetricsChart).draw(steps, rows)
+        self.query_one(EpochTable).set_epochs(rows)
+        config = self.query_one("#detail-config", DataTable)
+        config.add_columns("Key", "Value")
+        for key, value in self.info.config.items():
+            config.add_row(key, repr(value) if isinstance(value, str) else str(value))

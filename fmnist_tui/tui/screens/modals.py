@@ -1,0 +1,100 @@
+"""Small dialogs: confirm a question, ask for a new preset name."""
+
+from __future__ import annotations
+
+import re
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from fmnist_tui import paths
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str, yes: str = "Yes", no: str = "No") -> None:
+        super().__init__()
+        self.question, self.yes, self.no = question, yes, no
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.question, classes="dialog-text", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(f"{self.yes} (y)", id="yes", variant="error", compact=True)
+                yield Button(f"{self.no} (n)", id="no", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()  # the safe answer is the default
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+def name_problem(name: str, taken: set[str]) -> str | None:
+    if not name:
+        return "enter a name"
+    if len(name) > 64 or not NAME_RE.match(name):
+        return "letters, digits, _ . - only (64 at most), starting with a letter or digit"
+    if name in taken or (paths.user_presets_dir() / f"{name}.toml").exists():
+        return f"a preset named {name!r} already exists; choose another name"
+    return None
+
+
+class PresetNameScreen(ModalScreen[str | None]):
+    """Asks for the new preset's name; refuses a name already used."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, current: str, taken: set[str]) -> None:
+        super().__init__()
+        self.current, self.taken = current, taken
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"Save as a new preset in {paths.user_presets_dir()}", classes="dialog-text")
+            yield Input(self._suggestion(), id="preset-name", placeholder="preset name")
+            yield Static("", id="name-error", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Save (enter)", id="ok", variant="success", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
+
+    def _suggestion(self) -> str:
+        name, n = self.current, 2
+        while name_problem(name, self.taken):
+            name, n = f"{self.current}-{n}", n + 1
+            if n > 999:
+                return ""
+        return name
+
+    def on_mount(self) -> None:
+        self._check()
+
+    @on(Input.Changed)
+    def _check(self) -> bool:
+        problem = name_problem(self.query_one(Input).value.strip(), self.taken)
+        self.query_one("#name-error", Static).update(f"✖ {problem}" if problem else "")
+        self.query_one("#ok", Button).disabled = problem is not None
+        return problem is None
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#ok")
+    def _ok(self) -> None:
+        if self._check():
+            self.dismiss(self.query_one(Input).value.strip())
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

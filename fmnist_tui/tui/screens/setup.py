@@ -1,0 +1,133 @@
+"""Choose a preset, edit every option, start the run or save the form as a preset."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, OptionList, Static
+
+from fmnist_tui import paths
+from fmnist_tui.config import ConfigError, make_config
+from fmnist_tui.presets import save_preset
+from fmnist_tui.tui.relay import DeviceFound
+from fmnist_tui.tui.screens.modals import PresetNameScreen
+from fmnist_tui.tui.widgets.form import ConfigForm
+from fmnist_tui.tui.widgets.preset_list import PresetList
+
+
+class SetupScreen(Screen):
+    TITLE = "fmnist-tui"
+    SUB_TITLE = "set up a run"
+    BINDINGS = [
+        Binding("ctrl+r", "start", "Start", priority=True),
+        Binding("ctrl+s", "save", "Save preset", priority=True),
+        Binding("ctrl+q", "app.quit", "Quit", priority=True),  # q types into the fields here
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="setup-body"):
+            yield PresetList(id="presets")
+            with Vertical(id="form-pane"):
+                data_hint = f"default: {paths.data_dir(self.app.data_dir)}"
+                yield ConfigForm(placeholders={"data_dir": data_hint}, id="form")
+                with Horizontal(id="actions"):
+                    yield Static("", id="form-status", markup=False)
+                    yield Button("Save preset", id="save", compact=True)
+                    yield Button("Start ▶", id="start", variant="success", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(PresetList).show(self.app.presets, self.app.initial_preset)
+        self.query_one(ConfigForm).set_values(self.app.initial_values())
+        self.show_device(self.app.device)
+        if self.app.device is None:
+            self.find_device()
+
+    # -- device: importing torch takes seconds, so never on the first frame ------------
+    @work(thread=True, exit_on_error=False, group="device")
+    def find_device(self) -> None:
+        try:
+            from fmnist_tui.engine.runner import device_description
+
+            text = device_description("auto")
+        except Exception as err:  # a broken CUDA install must not stop the app
+            text = f"unknown ({type(err).__name__})"
+        self.post_message(DeviceFound(text))  # non-blocking, even while the app closes
+
+    def on_device_found(self, message: DeviceFound) -> None:
+        self.app.device = message.text
+        self.show_device(message.text)
+
+    def show_device(self, device: str | None) -> None:
+        self._device = device or "finding device…"
+        self._update_status()
+
+    # -- presets and form -----------------------------------------------------------
+    @on(OptionList.OptionSelected, "#preset-options")
+    def _preset_chosen(self, event: OptionList.OptionSelected) -> None:
+        preset = self.app.presets.presets.get(event.option.id or "")
+        if preset:
+            self.query_one(ConfigForm).set_values(preset.config.model_dump())
+            self.notify(f"Loaded preset {preset.name}", timeout=2)
+
+    @on(ConfigForm.Validated)
+    def _validated(self, event: ConfigForm.Validated) -> None:
+        start = self.query_one("#start", Button)
+        if start.disabled != (event.config is None):
+            start.disabled = event.config is None
+            self.refresh_bindings()  # the footer greys out Start
+        self._update_status()
+
+    def _update_status(self) -> None:
+        form = self.query_one(ConfigForm)
+        status = self.query_one("#form-status", Static)
+        device = getattr(self, "_device", "")
+        if form.errors:
+            keys = ", ".join(k or "form" for k in form.errors)
+            status.update(f"✖ fix: {keys}")
+            status.add_class("-bad")
+        else:
+            status.update(f"{device} · ready")
+            status.remove_class("-bad")
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "start":
+            return True if self.query_one(ConfigForm).config is not None else None
+        return True
+
+    # -- actions ----------------------------------------------------------------------
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        config = self.query_one(ConfigForm).check()
+        if config is None:
+            self.notify("Fix the fields marked ✖ first", severity="error")
+            return
+        self.app.start_run(config)
+
+    @on(Button.Pressed, "#save")
+    def action_save(self) -> None:
+        form = self.query_one(ConfigForm)
+        if form.check() is None:
+            self.notify("Fix the fields marked ✖ before saving", severity="error")
+            return
+        taken = set(self.app.presets.presets)
+        self.app.push_screen(PresetNameScreen(form.config.name, taken), self._save_as)
+
+    def _save_as(self, name: str | None) -> None:
+        form = self.query_one(ConfigForm)
+        if not name or form.config is None:
+            return
+        try:
+            config = make_config({**form.config.model_dump(), "name": name}, "preset")
+            path = save_preset(config, paths.user_presets_dir())
+        except (ConfigError, OSError) as err:
+            self.notify(f"Could not save the preset: {err}", severity="error", timeout=8)
+            return
+        self.app.reload_presets()
+        self.query_one(PresetList).show(self.app.presets, name)
+        form.set_values(config.model_dump())
+        self.notify(f"Saved preset {name} to {path}", timeout=6)

@@ -1,0 +1,26 @@
+"""The training thread: run the engine, and turn every way it can fail into a RunEnded."""
+
+from __future__ import annotations
+
+import threading
+import traceback
+
+from fmnist_tui.config import ConfigError, RunConfig
+from fmnist_tui.engine.events import LogLine
+from fmnist_tui.runs import RunStoreError
+from fmnist_tui.tui.relay import Relay
+
+
+def train(config: RunConfig, relay: Relay, stop: threading.Event, runs_dir: str | None, data_dir: str | None) -> None:
+    """Thread target. Reports only through `relay`; never raises, so the worker never errors."""
+    try:
+        from fmnist_tui.engine.runner import run  # imports torch: keep it off the UI thread
+
+        run(config, relay, stop, runs_dir=runs_dir, data_dir=data_dir)
+    except (RunStoreError, ConfigError) as err:  # raised before the run starts
+        relay.failed(str(err))
+    except Exception as err:  # a bug outside the engine's own reporting: keep the app alive
+        for line in traceback.format_exception(err)[-12:]:
+            relay(LogLine("ERROR", "fmnist_tui.tui", line.rstrip()))
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        relay.failed(f"{type(err).__name__}: {message}" if message else type(err).__name__)

@@ -1,0 +1,34 @@
+"""The presets, each with its description; load problems listed below, never fatal."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from fmnist_tui.presets import PresetSet
+
+
+class PresetList(Vertical):
+    def compose(self) -> ComposeResult:
+        yield Label("Presets", classes="pane-title")
+        yield OptionList(id="preset-options")
+        yield Static("", id="preset-errors", markup=False)
+
+    def show(self, presets: PresetSet, selected: str | None = None) -> None:
+        options = self.query_one(OptionList)
+        options.clear_options()
+        for name, preset in presets.presets.items():
+            prompt = Text(name, style="bold")
+            if preset.config.description:
+                prompt.append(f"\n{preset.config.description}", style="dim")
+            options.add_option(Option(prompt, id=name))
+        if selected in presets.presets:
+            options.highlighted = options.get_option_index(selected)
+        errors = self.query_one("#preset-errors", Static)
+        count = len(presets.errors)
+        text = f"⚠ {count} preset file{'s' if count > 1 else ''} not loaded:\n" + "\n".join(presets.errors)
+        errors.update(text if count else "")
+        errors.display = bool(count)

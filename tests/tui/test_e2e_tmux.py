@@ -1,0 +1,174 @@
+"""End to end: the real `fmnist-tui` command in tmux at 80x24, driven by keys as over SSH."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TMUX = shutil.which("tmux")
+pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
+LOSS = re.compile(r"loss (\d+\.\d+)")
+
+
+class Tmux:
+    """One private tmux server (its own socket), one 80x24 window."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.socket = f"fmnist-e2e-{os.getpid()}-{tmp_path.name}"
+        # A shell runs the app and writes its exit status here: tmux itself can leave the
+        # dead app unreaped for a while, with no status to read.
+        self.exit_file = tmp_path / "exit-status"
+
+    def __call__(self, *args: str) -> str:
+        out = subprocess.run([TMUX, "-L", self.socket, *args], capture_output=True, text=True, timeout=10)
+        return out.stdout
+
+    def start(self, command: list[str], env: dict[str, str]) -> None:
+        line = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        shell = f"env {line} {shlex.join(command)}; echo $? > {shlex.quote(str(self.exit_file))}"
+        self("new-session", "-d", "-s", "main", "-x", "80", "-y", "24", shell)
+        self("set-option", "-t", "main", "remain-on-exit", "on")
+
+    def app_pid(self) -> int:
+        """The app's process: the child of the pane's shell (env execs into it)."""
+        shell = self.pane("pane_pid")
+        out = subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True, timeout=10).stdout.split()
+        assert len(out) == 1, f"expected one child of the pane shell, got {out}"
+        return int(out[0])
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", "main")
+
+    def keys(self, *keys: str) -> None:
+        self("send-keys", "-t", "main", *keys)
+
+    def pane(self, field: str) -> str:
+        return self("display-message", "-p", "-t", "main", f"#{{{field}}}").strip()
+
+    def exit_status(self, timeout: float = 20.0) -> str:
+        """The app's exit status once it has ended ("143" would mean killed by SIGTERM)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.exit_file.exists() and self.exit_file.read_text().strip():
+                return self.exit_file.read_text().strip()
+            time.sleep(0.1)
+        raise AssertionError(f"the app did not exit; the screen was:\n{self.screen()}")
+
+    def wait_for(self, test, what: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if test(screen):
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}; the screen was:\n{self.screen()}")
+
+    def close(self) -> None:
+        self("kill-server")
+
+
+@pytest.fixture
+def tmux(tmp_path):
+    session = Tmux(tmp_path)
+    yield session
+    session.close()
+
+
+def command(presets_dir: Path, runs: Path) -> list[str]:
+    exe = shutil.which("fmnist-tui", path=os.path.dirname(sys.executable)) or shutil.which("fmnist-tui")
+    base = [exe] if exe else [sys.executable, "-m", "fmnist_tui"]
+    return base + ["--presets-dir", str(presets_dir), "--preset", "long", "--start", "--runs-dir", str(runs),
+                   "--set", "dataset=synthetic", "--set", "optimizer=sgd", "--set", "lr=0.01"]  # fmt: skip
+
+
+def environment(tmp_path: Path) -> dict[str, str]:
+    return {"FMNIST_TUI_PRESETS_DIR": str(tmp_path / "user-presets"), "FMNIST_TUI_DATA_DIR": str(tmp_path / "data"),
+            "TERM": "xterm-256color", "PATH": os.environ.get("PATH", "")}  # fmt: skip
+
+
+def summaries(runs: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(runs.glob("*/summary.json"))]
+
+
+def test_run_stop_restart_and_quit_over_a_terminal(tmux, presets_dir, tmp_path):
+    runs = tmp_path / "e2e-runs"
+    tmux.start(command(presets_dir, runs), environment(tmp_path))
+
+    first = tmux.wait_for(lambda s: "training" in s and LOSS.search(s), "the first loss", timeout=60)
+    loss = LOSS.search(first).group(1)
+    changed = tmux.wait_for(lambda s: (m := LOSS.search(s)) and m.group(1) != loss, "the loss to change")
+    assert "Epoch" in changed and "img/s" in changed and "ETA" in changed
+    # Lightning's own lines ("GPU available: ...") go to the log tab, never over the screen
+    assert "GPU available" not in changed and "LOCAL_RANK" not in changed
+
+    tmux.keys("s")  # stop: the run ends within a step and keeps its checkpoint
+    tmux.wait_for(lambda s: "stopped" in s, "the run to stop")
+
+    tmux.keys("F2")  # back to the form, start again
+    tmux.wait_for(lambda s: "set up a run" in s, "the setup screen")
+    tmux.keys("C-r")
+    tmux.wait_for(lambda s: "● training" in s and LOSS.search(s), "the second run", timeout=60)
+
+    tmux.keys("q")  # quitting with a run in progress asks first
+    tmux.wait_for(lambda s: "Stop and quit" in s, "the quit question")
+    tmux.keys("y")
+    assert tmux.exit_status() == "0"
+
+    ended = summaries(runs)
+    assert [s["status"] for s in ended] == ["stopped", "stopped"]
+    assert all(Path(s["checkpoint"]).is_file() for s in ended)
+
+
+def test_sigterm_stops_the_run_and_keeps_its_checkpoint(tmux, presets_dir, tmp_path):
+    runs = tmp_path / "e2e-runs"
+    tmux.start(command(presets_dir, runs), environment(tmp_path))
+    tmux.wait_for(lambda s: "training" in s and LOSS.search(s), "training", timeout=60)
+    os.kill(tmux.app_pid(), signal.SIGTERM)
+    assert tmux.exit_status() == "143"  # 128 + SIGTERM, after a clean stop (not killed mid-step)
+    (ended,) = summaries(runs)
+    assert ended["status"] == "stopped"
+    assert Path(ended["checkpoint"]).is_file()
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # exited, not yet reaped
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_ssh_drop_stops_the_run_and_the_process_ends(tmux, presets_dir, tmp_path):
+    """Closing the terminal (SIGHUP) must save the run and not leave a process behind."""
+    runs = tmp_path / "e2e-runs"
+    tmux.start(command(presets_dir, runs), environment(tmp_path))
+    tmux.wait_for(lambda s: "training" in s and LOSS.search(s), "training", timeout=60)
+    pid = tmux.app_pid()
+    tmux("kill-server")  # the terminal goes away, as when an SSH connection drops
+    deadline = time.monotonic() + 20
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone(pid), "the app is still running without a terminal"
+    (ended,) = summaries(runs)
+    assert ended["status"] == "stopped"
+    assert Path(ended["checkpoint"]).is_file()
