@@ -168,21 +168,41 @@ def engine(args, steps: int, runs_dir: str) -> float:
 
 
 def engine_app(args, steps: int, runs_dir: str) -> float | None:
+    """The same run started from the app (driven headlessly at 80x24), its events tapped."""
     try:
-        from fmnist_tui.tui.app import build_app
+        from fmnist_tui.tui import relay
+        from fmnist_tui.tui.app import make_app
     except ImportError:
         return None
+    import tempfile
+    from pathlib import Path
+
+    import tomli_w
+
     from fmnist_tui.engine.events import RunEnded
 
+    presets = Path(tempfile.mkdtemp(prefix="fmnist-bench-presets-"))
+    (presets / "bench.toml").write_text(tomli_w.dumps(engine_config(args, steps, runs_dir).model_dump()))
     events: list = []
-    app = build_app(runs_dir=runs_dir, config=engine_config(args, steps, runs_dir), start=True, event_tap=events.append)
+    real_call = relay.Relay.__call__
+
+    def tapped(self, event):
+        events.append(event)
+        real_call(self, event)
+
+    relay.Relay.__call__ = tapped
+    app = make_app(preset="bench", start=True, runs_dir=runs_dir, presets_dirs=[presets])
 
     async def drive():
         async with app.run_test(size=(80, 24)) as pilot:
             while not any(isinstance(e, RunEnded) for e in events):
-                await pilot.pause(0.2)
+                await asyncio.sleep(0.2)
+            await pilot.pause()
 
-    asyncio.run(drive())
+    try:
+        asyncio.run(drive())
+    finally:
+        relay.Relay.__call__ = real_call
     return engine_rate(events)
 
 

@@ -98,10 +98,10 @@ def cmd_runs(args) -> int:
         print(f"no runs in {store.root}")
         return 0
     width = max(len(r.name) for r in runs)
-    print(f"{'RUN':<{width}}  {'STATUS':<11} {'BEST VAL':>8} {'TEST':>7} {'TIME':>8}")
+    print(f"{'RUN':<{width}}  {'PRESET':<12} {'STATUS':<11} {'BEST VAL':>8} {'TEST':>7} {'TIME':>8}")
     for r in runs:
-        print(f"{r.name:<{width}}  {r.status:<11} {pct(r.get('best_val_acc')):>8} {pct(r.get('test_acc')):>7} "
-              f"{seconds(r.get('duration_s')):>8}")  # fmt: skip
+        print(f"{r.name:<{width}}  {r.preset[:12]:<12} {r.status:<11} {pct(r.get('best_val_acc')):>8} "
+              f"{pct(r.get('test_acc')):>7} {seconds(r.get('duration_s')):>8}")  # fmt: skip
     return 0
 
 
