@@ -17,8 +17,8 @@ from fmnist_tui.tui.widgets.epoch_table import EpochTable
 
 def summary_text(info: RunInfo) -> Text:
     text = Text(f"{info.preset}  ", style="bold")
-    text.append(info.status, style="bold green" if info.status == "finished" else "bold yellow")
-    text.append(f"   {date(info.started)}  {clock(info.get('duration_s'))}")
+    text.append(f"{info.status} ", style="bold green" if info.status == "finished" else "bold yellow")
+    text.append(f"  {date(info.started)}  {clock(info.get('duration_s'))}")
     text.append(f"\nbest val {pct(info.get('best_val_acc'))}  test acc {pct(info.get('test_acc'))}")
     text.append(f"  test loss {num(info.get('test_loss'))}")
     if info.get("error"):

@@ -57,7 +57,7 @@ class MetricsChart(Horizontal):
         val = [(e.step, e.val_loss) for e in epochs if math.isfinite(e.val_loss)]
         if val:
             # Whole-cell dots: told apart from the train line without colour too (NO_COLOR).
-            plt.plot([s for s, _ in val], [v for _, v in val], marker="dot", color="orange")
+            plt.scatter([s for s, _ in val], [v for _, v in val], marker="dot", color="orange")
         self.query_one("#loss-plot", PlotextPlot).refresh()
 
         plt = self._start("#acc-plot", "val accuracy %", "epoch")
