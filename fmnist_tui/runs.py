@@ -170,9 +170,19 @@ def read_metrics(run_dir: Path) -> tuple[list[tuple[int, float]], list[dict[str,
     return steps, epochs
 
 
+def _stamp(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class RunStore:
     def __init__(self, root: Path):
         self.root = Path(root)
+        # path -> (file stamps, RunInfo): listing again re-reads only folders whose files changed
+        self._cache: dict[Path, tuple[tuple, RunInfo]] = {}
 
     def check_writable(self) -> None:
         try:
@@ -203,6 +213,15 @@ class RunStore:
         return run
 
     def info(self, path: Path) -> RunInfo:
+        stamps = (_stamp(path / "config.toml"), _stamp(path / "summary.json"))
+        cached = self._cache.get(path)
+        if cached is not None and cached[0] == stamps and None not in stamps:
+            return cached[1]
+        info = self._read_info(path)
+        self._cache[path] = (stamps, info)
+        return info
+
+    def _read_info(self, path: Path) -> RunInfo:
         problems = []
         try:
             config = tomllib.loads((path / "config.toml").read_text(encoding="utf-8"))
@@ -222,6 +241,8 @@ class RunStore:
         if not self.root.is_dir():
             return []
         folders = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if len(self._cache) > 2 * len(folders) + 100:
+            self._cache.clear()  # folders were removed: forget them
         return [self.info(p) for p in sorted(folders, key=lambda p: p.name, reverse=True)]
 
     def find(self, ref: str) -> RunInfo:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fmnist_tui.config import with_overrides
-from fmnist_tui.engine.events import EpochEnd, LogLine, RunEnded, RunStarted, StepProgress
+from fmnist_tui.engine.events import EpochEnd, LogLine, RunStarted, StepProgress
 from fmnist_tui.engine.module import Classifier
 from fmnist_tui.engine.runner import run
 from fmnist_tui.runs import RunStore, RunStoreError

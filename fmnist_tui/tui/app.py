@@ -8,6 +8,7 @@ end as a RunEnded in the state, so there is one place that reports them.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import threading
@@ -20,9 +21,11 @@ from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
-from fmnist_tui.config import ConfigError, RunConfig, make_config, with_overrides
+from fmnist_tui.config import ConfigError, RunConfig
 from fmnist_tui.engine.events import EpochEnd, LogLine, RunEnded, RunStarted, StepProgress
+from fmnist_tui.engine.stop import StopRequest
 from fmnist_tui.presets import load_presets
+from fmnist_tui.tui.fields import describe, validate
 from fmnist_tui.tui.format import pct
 from fmnist_tui.tui.relay import EngineMessage, Relay
 from fmnist_tui.tui.screens.modals import ConfirmScreen
@@ -31,6 +34,7 @@ from fmnist_tui.tui.screens.runs import RunsScreen
 from fmnist_tui.tui.screens.setup import SetupScreen
 from fmnist_tui.tui.session import train
 from fmnist_tui.tui.state import RunState
+from fmnist_tui.tui.terminal import tolerate_non_utf8_input
 
 
 class FmnistApp(App):
@@ -64,7 +68,7 @@ class FmnistApp(App):
         self.state = RunState()
         self.run_id = 0
         self._relay: Relay | None = None
-        self._stop = threading.Event()
+        self._stop = StopRequest()  # request("stopped") from the user, request("interrupted") from a signal
         self._worker: Worker | None = None
         self._quit_when_done = False
         self._run_done = threading.Event()
@@ -84,14 +88,14 @@ class FmnistApp(App):
     def on_mount(self) -> None:
         if self.handle_signals:
             self._install_signal_handlers()
+        self.call_after_refresh(freeze_heap)
         if self.start_at_once:
             self.call_after_refresh(self._start_initial)
 
     def _start_initial(self) -> None:
-        try:
-            config = make_config(self.initial_values(), "--set")
-        except ConfigError as err:
-            self.notify(str(err), title="Cannot start", severity="error", timeout=10)
+        config, errors = validate(self.initial_values())
+        if config is None:
+            self.notify(describe(errors), title="Cannot start", severity="error", timeout=10, markup=False)
             return
         self.start_run(config)
 
@@ -106,7 +110,7 @@ class FmnistApp(App):
             return False
         self.run_id += 1
         self.state = RunState(config=config)
-        self._stop = threading.Event()
+        self._stop = StopRequest()
         self._relay = Relay(self, self.run_id)
         self._run_done = threading.Event()
         work = partial(self._train, config, self._relay, self._stop, self._run_done)
@@ -114,7 +118,7 @@ class FmnistApp(App):
         self.switch_mode("run")
         return True
 
-    def _train(self, config: RunConfig, relay: Relay, stop: threading.Event, done: threading.Event) -> None:
+    def _train(self, config: RunConfig, relay: Relay, stop: StopRequest, done: threading.Event) -> None:
         """The worker thread; `done` lets a signal handler know the run has saved, without the event loop."""
         try:
             train(config, relay, stop, self.runs_dir, self.data_dir)
@@ -123,7 +127,7 @@ class FmnistApp(App):
 
     def stop_run(self) -> None:
         if self.run_in_progress and not self._stop.is_set():
-            self._stop.set()  # the engine ends within one step and saves a checkpoint
+            self._stop.request("stopped")  # the engine ends within one step and saves a checkpoint
             self.notify("Stopping: the run ends after this step and keeps its checkpoint.", timeout=4)
             self.state.version += 1
 
@@ -132,18 +136,20 @@ class FmnistApp(App):
             return  # a late event from an earlier run
         state, event = self.state, message.event
         if isinstance(event, StepProgress):
-            state.progress = event
-            if self._relay is not None and self._relay.run_id == message.run_id:
-                while self._relay.losses:
-                    state.losses.append(self._relay.losses.popleft())
+            relay = self._relay
+            if relay is not None and relay.run_id == message.run_id:
+                state.progress = relay.take_progress() or event
+                state.add_losses(relay.losses)
             else:  # events posted without a relay (tests, replays)
-                state.losses.append((event.step, event.loss))
+                state.progress = event
+                state.add_losses([(event.step, event.loss)])
         elif isinstance(event, EpochEnd):
             state.epochs.append(event)
         elif isinstance(event, LogLine):
             state.add_log(event)
         elif isinstance(event, RunStarted):
             state.started = event
+            freeze_heap()  # torch and Lightning were imported for this run: ~340k more objects
         elif isinstance(event, RunEnded) and state.ended is None:
             state.ended = event
             self._announce(event)
@@ -152,8 +158,8 @@ class FmnistApp(App):
     def _announce(self, end: RunEnded) -> None:
         if end.status == "finished":
             self.notify(f"Test accuracy {pct(end.test_acc)}", title="Run finished", timeout=6)
-        elif end.status == "stopped":
-            self.notify("Checkpoint kept; the run folder has everything so far.", title="Run stopped", timeout=6)
+        elif end.status in ("stopped", "interrupted"):
+            self.notify("Checkpoint kept; the run folder has everything so far.", title=f"Run {end.status}", timeout=6)
         else:
             self.notify(end.error or end.status, title=f"Run {end.status}", severity="error", timeout=10)
 
@@ -202,7 +208,9 @@ class FmnistApp(App):
                 pass  # not the main thread, or not supported here
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        self._stop.set()
+        # The engine ends the run within a step, saves last.ckpt and records it as "interrupted"
+        # (not "stopped": nobody asked for it), so `fmnist-tui run --resume` can carry on.
+        self._stop.request("interrupted")
         # After a hang-up the terminal is gone: Textual's writes to it fail and its output queue
         # fills, which can freeze the event loop before the normal exit runs. So a plain thread
         # ends the process once the run has saved, whatever the UI is doing. After SIGTERM the
@@ -219,7 +227,19 @@ class FmnistApp(App):
         os._exit(128 + sig)
 
     def on_unmount(self) -> None:
-        self._stop.set()  # however the app ends, the training thread must not outlive it for long
+        self._stop.request("stopped")  # however the app ends, the training thread must not outlive it for long
+
+
+def freeze_heap() -> None:
+    """Move every object alive now out of the garbage collector's reach (`gc.freeze`).
+
+    With torch and Lightning imported the process holds ~390k objects, and each full
+    collection walks them all: 200-300 ms during which neither the UI nor the training
+    thread runs (measured here), so a keypress would wait that long now and then. Those
+    objects are modules, classes and the app itself, which live as long as the process;
+    frozen, a full collection only walks what was made since.
+    """
+    gc.freeze()
 
 
 def make_app(**kwargs: Any) -> FmnistApp:
@@ -235,9 +255,14 @@ def run_app(
     app = FmnistApp(preset=preset, start=start, data_dir=data_dir, runs_dir=runs_dir,
                     presets_dirs=presets_dirs, overrides=overrides, handle_signals=True)  # fmt: skip
     if preset is not None:
-        with_overrides(app.presets.get(preset), overrides)  # unknown preset or bad value: say so before drawing
+        app.presets.get(preset)  # an unknown preset: say so before drawing
+    if overrides:  # a bad --set value (unknown model, not UTF-8, out of range): say so before drawing
+        _, errors = validate(app.initial_values())
+        if errors:
+            raise ConfigError(f"--set: {describe(errors)}")
+    tolerate_non_utf8_input()
     try:
         app.run()
     finally:
-        app._stop.set()
+        app._stop.request("stopped")
     return app.return_code or 0

@@ -2,8 +2,11 @@
 
 The engine calls the sink from the training thread. `post_message` is thread-safe
 and does not wait for the UI, so training never blocks on drawing. Step progress
-messages collapse in the queue (`can_replace`); the per-step losses they carry are
-also kept in a deque so the loss chart loses no point when messages collapse.
+collapses twice: the relay posts a progress message only when the last one has been
+taken (the UI then reads the newest progress, `take_progress`), so a flood of steps
+costs the event loop a few wakeups a frame, not one per step; and queued progress
+messages still supersede each other (`can_replace`). The per-step losses go into a
+deque the UI drains in bulk, so the loss chart loses no point when messages collapse.
 Everything else (epoch ends, log lines, the end of the run) is queued, never dropped.
 """
 
@@ -43,18 +46,33 @@ class DeviceFound(Message):
         self.text = text
 
 
+MAX_UNDRAINED = 100_000  # loss points kept while the UI is not draining (a stalled UI must not eat memory)
+
+
 class Relay:
     """The sink handed to `engine.runner.run`; called in the training thread."""
 
     def __init__(self, target: MessagePump, run_id: int) -> None:
         self.target = target
         self.run_id = run_id
-        self.losses: deque[tuple[int, float]] = deque()  # appended here, drained by the UI
+        self.losses: deque[tuple[int, float]] = deque(maxlen=MAX_UNDRAINED)  # appended here, drained by the UI
+        self._latest: StepProgress | None = None
+        self._posted = False  # a progress message is on its way that will read _latest
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, StepProgress):
             self.losses.append((event.step, event.loss))
+            self._latest = event
+            if self._posted:
+                return  # the message already on its way will carry this progress
+            self._posted = True
         self.target.post_message(EngineMessage(event, self.run_id))
+
+    def take_progress(self) -> StepProgress | None:
+        """The newest progress (UI thread). The flag is cleared before reading, so a step
+        reported meanwhile either is read here or posts a new message: none is lost."""
+        self._posted = False
+        return self._latest
 
     def failed(self, error: str) -> None:
         """The run could not start or crashed outside the engine's own reporting."""

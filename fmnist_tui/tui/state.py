@@ -9,6 +9,7 @@ from fmnist_tui.config import RunConfig
 from fmnist_tui.engine.events import EpochEnd, LogLine, RunEnded, RunStarted, StepProgress
 
 MAX_LOG_LINES = 5_000
+MAX_LOSS_POINTS = 4_000  # the chart draws 400 (and thins these on every redraw); past this, pairs are averaged
 
 
 @dataclass
@@ -16,12 +17,22 @@ class RunState:
     config: RunConfig | None = None
     started: RunStarted | None = None
     progress: StepProgress | None = None
-    losses: list[tuple[int, float]] = field(default_factory=list)  # (global step, loss)
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (global step, loss), at most MAX_LOSS_POINTS
     epochs: list[EpochEnd] = field(default_factory=list)
     logs: deque[LogLine] = field(default_factory=lambda: deque(maxlen=MAX_LOG_LINES))
     logs_total: int = 0  # lines ever added; views write the ones they have not seen
     ended: RunEnded | None = None
     version: int = 0  # bumped on every change; views redraw when it moves
+
+    def add_losses(self, points: deque[tuple[int, float]] | list[tuple[int, float]]) -> None:
+        """Take (step, loss) points; a deque is drained (it is the relay's, filled by the training thread)."""
+        if isinstance(points, deque):
+            pop = points.popleft
+            self.losses.extend(pop() for _ in range(len(points)))  # what is there now; later ones next time
+        else:
+            self.losses.extend(points)
+        if len(self.losses) > MAX_LOSS_POINTS:
+            self.losses = halve(self.losses)
 
     def add_log(self, line: LogLine) -> None:
         self.logs.append(line)
@@ -35,3 +46,11 @@ class RunState:
     @property
     def running(self) -> bool:
         return self.config is not None and self.ended is None
+
+
+def halve(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Neighbouring pairs averaged (at the later step); an odd last point is kept as it is."""
+    out = [(b[0], (a[1] + b[1]) / 2) for a, b in zip(points[0:-1:2], points[1::2])]
+    if len(points) % 2:
+        out.append(points[-1])
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from pathlib import Path
 
@@ -24,6 +25,13 @@ def write_preset(folder: Path, name: str, description: str, **values) -> Path:
     path = folder / f"{name}.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture(autouse=True)
+def unfreeze_heap():
+    """The app freezes the heap (gc.freeze, see tui/app.py); let each test's leftovers be collected."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)

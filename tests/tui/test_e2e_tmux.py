@@ -84,10 +84,13 @@ def tmux(tmp_path):
     session.close()
 
 
-def command(presets_dir: Path, runs: Path) -> list[str]:
+def fmnist_tui() -> list[str]:
     exe = shutil.which("fmnist-tui", path=os.path.dirname(sys.executable)) or shutil.which("fmnist-tui")
-    base = [exe] if exe else [sys.executable, "-m", "fmnist_tui"]
-    return base + ["--presets-dir", str(presets_dir), "--preset", "long", "--start", "--runs-dir", str(runs),
+    return [exe] if exe else [sys.executable, "-m", "fmnist_tui"]
+
+
+def command(presets_dir: Path, runs: Path) -> list[str]:
+    return fmnist_tui() + ["--presets-dir", str(presets_dir), "--preset", "long", "--start", "--runs-dir", str(runs),
                    "--set", "dataset=synthetic", "--set", "optimizer=sgd", "--set", "lr=0.01"]  # fmt: skip
 
 
@@ -98,6 +101,19 @@ def environment(tmp_path: Path) -> dict[str, str]:
 
 def summaries(runs: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(runs.glob("*/summary.json"))]
+
+
+def assert_interrupted_with_checkpoint(runs: Path) -> None:
+    """A signal ends the run as "interrupted" (not "stopped": nobody asked) with a last.ckpt that loads."""
+    import torch
+
+    (folder,) = runs.iterdir()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "interrupted", summary
+    last = folder / "checkpoints" / "last.ckpt"
+    assert last.is_file() and summary["checkpoint"] == str(last)
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    assert ckpt["state_dict"] and ckpt["global_step"] > 0
 
 
 def test_run_stop_restart_and_quit_over_a_terminal(tmux, presets_dir, tmp_path):
@@ -135,9 +151,7 @@ def test_sigterm_stops_the_run_and_keeps_its_checkpoint(tmux, presets_dir, tmp_p
     tmux.wait_for(lambda s: "training" in s and LOSS.search(s), "training", timeout=60)
     os.kill(tmux.app_pid(), signal.SIGTERM)
     assert tmux.exit_status() == "143"  # 128 + SIGTERM, after a clean stop (not killed mid-step)
-    (ended,) = summaries(runs)
-    assert ended["status"] == "stopped"
-    assert Path(ended["checkpoint"]).is_file()
+    assert_interrupted_with_checkpoint(runs)
 
 
 def gone(pid: int) -> bool:
@@ -169,6 +183,26 @@ def test_ssh_drop_stops_the_run_and_the_process_ends(tmux, presets_dir, tmp_path
     while not gone(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert gone(pid), "the app is still running without a terminal"
-    (ended,) = summaries(runs)
-    assert ended["status"] == "stopped"
-    assert Path(ended["checkpoint"]).is_file()
+    assert_interrupted_with_checkpoint(runs)
+
+
+def test_broken_presets_and_bytes_that_are_not_utf8(tmux, presets_dir, tmp_path):
+    """The app starts with broken preset files listed, and survives a byte that is not UTF-8
+    (a Latin-1 terminal's "é"): Textual's strict decoder used to kill it (see tui/terminal.py)."""
+    (presets_dir / "syntax.toml").write_text('name = "syntax"\ndescription = "x"\nepochs = = 3\n')
+    (presets_dir / "a-folder.toml").mkdir()
+    (presets_dir / "latin1.toml").write_bytes(b'name = "latin1"\ndescription = "caf\xe9"\n')
+    tmux.start(fmnist_tui() + ["--presets-dir", str(presets_dir), "--preset", "tiny"], environment(tmp_path))
+    screen = tmux.wait_for(lambda s: "preset files not" in s, "the preset errors", timeout=30)
+    assert "3 preset files" in screen and "tiny" in screen
+    tmux.keys("Tab", "Tab", "Tab")  # preset list -> its error list -> the form -> the name field
+    time.sleep(0.5)
+    # "é!" from a terminal set to Latin-1: 0xE9 could start a UTF-8 sequence, so the decoder
+    # holds it until the next byte shows it cannot
+    tmux("send-keys", "-t", "main", "-H", "e9")
+    tmux("send-keys", "-t", "main", "-l", "!")
+    tmux.wait_for(lambda s: "not valid UTF-8" in s and "tiny\ufffd!" in s, "the error at the name field")
+    tmux.keys("BSpace", "BSpace")
+    tmux.wait_for(lambda s: "not valid UTF-8" not in s and "ready" in s, "the field to be fixed")
+    tmux.keys("C-q")
+    assert tmux.exit_status() == "0"

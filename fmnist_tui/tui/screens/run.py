@@ -25,6 +25,7 @@ from fmnist_tui.tui.widgets.epoch_table import EpochTable
 from fmnist_tui.tui.widgets.progress import RunProgress
 
 REFRESH_S = 1 / 8
+LOG_PANE_LINES = 1_000
 CHART_EVERY_S = 0.25
 LEVEL_STYLE = {"WARNING": "yellow", "ERROR": "bold red", "CRITICAL": "bold red"}
 ICON = {"finished": "✔", "stopped": "■", "failed": "✖", "diverged": "✖", "interrupted": "■"}
@@ -37,8 +38,9 @@ def log_text(line: LogLine) -> Text:
 
 def result_text(end: RunEnded) -> Text:
     good = end.status == "finished"
+    kept = end.status in ("stopped", "interrupted")  # ended on request or by a signal, checkpoint kept
     head = Text(f"{ICON.get(end.status, '?')} {end.status}", style="bold green" if good else "bold red")
-    if end.status == "stopped":
+    if kept:
         head.stylize("bold yellow")
     parts = [f" in {clock(end.duration_s)}"] if end.run_dir else []
     if end.test_acc is not None:
@@ -48,7 +50,7 @@ def result_text(end: RunEnded) -> Text:
     head.append("".join(parts))
     if end.error:
         head.append(f"\n{end.error}", style="red")
-    if end.status == "stopped" and end.checkpoint:
+    if kept and end.checkpoint:
         head.append(f"\ncheckpoint: {end.checkpoint}", style="dim")
     elif end.run_dir:
         head.append(f"\nfolder: {end.run_dir}", style="dim")
@@ -83,7 +85,9 @@ class RunScreen(Screen):
             with TabPane("Epochs", id="tab-epochs"):
                 yield EpochTable(id="epochs")
             with TabPane("Log", id="tab-log"):
-                yield RichLog(id="log", wrap=True, max_lines=5_000)
+                # 1,000 lines: each is ~20 objects (Textual strips and their caches) that every full
+                # garbage collection walks; 5,000 made those pauses 150 ms under a flood of log lines.
+                yield RichLog(id="log", wrap=True, max_lines=LOG_PANE_LINES)
         yield Static("", id="result")
         yield Footer()
 

@@ -1,6 +1,13 @@
-"""Past runs from the run store; Enter opens one."""
+"""Past runs from the run store; Enter opens one.
+
+Shown every time the screen comes back, so a reload must be cheap: the store caches what
+it parsed (keyed on file times), and the table is only rebuilt when a row changed.
+"""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -23,6 +30,26 @@ def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
 
+def number(value: Any) -> float | None:
+    """A summary value as a float, or None (a hand-edited summary.json may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def row_of(r: RunInfo) -> tuple:
+    return (
+        date(r.started), r.preset, r.status, pct(number(r.get("best_val_acc"))),
+        pct(number(r.get("test_acc"))), clock(number(r.get("duration_s"))),
+    )  # fmt: skip
+
+
+def cells(row: tuple) -> tuple:
+    started, preset, status, best, test, took = row
+    right = [Text(v, justify="right") for v in (best, test, took)]
+    return (Text(started), Text(preset), status_text(status), *right)
+
+
 class RunsScreen(Screen):
     TITLE = "fmnist-tui"
     SUB_TITLE = "runs"
@@ -31,6 +58,9 @@ class RunsScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.runs: dict[str, RunInfo] = {}
+        self._store: RunStore | None = None
+        self._rows: list[tuple] | None = None  # what the table shows, to skip rebuilding it
+        self._reload_queued = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -46,32 +76,42 @@ class RunsScreen(Screen):
         table.add_column("Best val", key="best")
         table.add_column("Test acc", key="test")
         table.add_column("Time", key="time")
-        self.action_reload()
+        # no load here: ScreenResume follows when the screen is first shown
 
     def on_screen_resume(self) -> None:
-        self.action_reload()
+        # Textual sends ScreenResume twice when a mode is first shown: load once for both.
+        if not self._reload_queued:
+            self._reload_queued = True
+            self.call_later(self.reload)
 
     def action_reload(self) -> None:
-        store = RunStore(paths.runs_dir(self.app.runs_dir))
+        self.reload(force=True)
+
+    def reload(self, force: bool = False) -> None:
+        self._reload_queued = False
+        root = paths.runs_dir(self.app.runs_dir)
+        if self._store is None or self._store.root != root:
+            self._store, self._rows = RunStore(root), None
+        store = self._store
         try:
             runs = store.list()
         except OSError as err:
             runs = []
             self.notify(f"Cannot read {store.root}: {err}", severity="error")
+        self.runs = {str(r.path): r for r in runs}
+        rows = [row_of(r) for r in runs]
+        count = f"{len(runs)} run{'s' if len(runs) != 1 else ''}" if runs else "no runs yet"
+        self.query_one("#runs-folder", Static).update(f"{count} in {store.root}")
+        if rows == self._rows and not force:
+            return
+        self._rows = rows
         table = self.query_one(DataTable)
         keep = table.cursor_row
         table.clear()
-        self.runs = {str(r.path): r for r in runs}
-        for r in runs:
-            table.add_row(
-                date(r.started), r.preset, status_text(r.status),
-                Text(pct(r.get("best_val_acc")), justify="right"), Text(pct(r.get("test_acc")), justify="right"),
-                Text(clock(r.get("duration_s")), justify="right"), key=str(r.path),
-            )  # fmt: skip
+        for r, row in zip(runs, rows):  # DataTable.add_rows takes no keys; add_row is what it calls anyway
+            table.add_row(*cells(row), key=str(r.path))
         if runs:
             table.move_cursor(row=min(keep, len(runs) - 1))
-        count = f"{len(runs)} run{'s' if len(runs) != 1 else ''}" if runs else "no runs yet"
-        self.query_one("#runs-folder", Static).update(f"{count} in {store.root}")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self._open(event.row_key.value)

@@ -4,14 +4,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual import on
+from rich.text import Text
+from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from fmnist_tui.config import RunConfig
-from fmnist_tui.tui.fields import FieldSpec, from_text, sections, to_text, validate
+from fmnist_tui.tui.fields import FieldSpec, from_text, is_utf8, sections, to_text, validate
+
+
+def displayable(text: str) -> str:
+    """Lone surrogates (bytes that were not UTF-8) as U+FFFD: one cell each, and writable to the terminal."""
+    return text if is_utf8(text) else "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+
+
+class TextField(Input):
+    """An Input that keeps bytes that were not UTF-8 (so the form can say so) but draws them as \ufffd."""
+
+    @property
+    def _value(self) -> Text:
+        text = super()._value
+        if not is_utf8(text.plain):
+            text = Text(displayable(text.plain), no_wrap=True, overflow="ignore", end="")
+        return text
+
+    def _on_key(self, event: events.Key) -> None:
+        # Textual calls Input._on_key after this one (handlers run along the MRO) unless the
+        # default is prevented. A lone surrogate is not printable, so Input would drop it unseen.
+        character = event.character
+        if character and not is_utf8(character):
+            event.stop()
+            event.prevent_default()
+            self.insert_text_at_cursor(character)
 
 
 class FieldRow(Vertical):
@@ -28,11 +54,13 @@ class FieldRow(Vertical):
             yield Label(f.key, classes="field-label")
             if f.kind == "choice":
                 options = [(c, c) for c in f.choices]
-                yield Select(options, value=to_text(f.default), allow_blank=False, compact=True, id=f"field-{f.key}")
+                # allow_blank: a value from a preset or --set that no option matches shows as blank
+                # (with the error below), and choosing any option then counts as a change.
+                yield Select(options, value=to_text(f.default), prompt="choose…", compact=True, id=f"field-{f.key}")
             elif f.kind == "bool":
                 yield Checkbox("yes" if f.default else "no", value=bool(f.default), compact=True, id=f"field-{f.key}")
             else:
-                yield Input(to_text(f.default), placeholder=self.placeholder, compact=True, id=f"field-{f.key}")
+                yield TextField(to_text(f.default), placeholder=self.placeholder, compact=True, id=f"field-{f.key}")
         yield Static(f.help, classes="field-help", markup=False)
         yield Static("", classes="field-error", markup=False)
 
@@ -56,6 +84,7 @@ class ConfigForm(VerticalScroll):
         self.specs = {s.key: s for _, group in sections() for s in group}
         self.config: RunConfig | None = None
         self.errors: dict[str, str] = {}
+        self.unknown: dict[str, Any] = {}  # values set that no option or checkbox can show, until changed
 
     def compose(self) -> ComposeResult:
         for title, group in sections():
@@ -74,9 +103,10 @@ class ConfigForm(VerticalScroll):
         for key, field in self.specs.items():
             widget = self.control(key)
             if isinstance(widget, Checkbox):
-                out[key] = widget.value
+                out[key] = self.unknown.get(key, widget.value)
             elif isinstance(widget, Select):
-                out[key] = widget.value
+                blank = widget.value is Select.NULL
+                out[key] = self.unknown.get(key) if blank else widget.value
             else:
                 out[key] = from_text(field, widget.value)
         return out
@@ -87,11 +117,19 @@ class ConfigForm(VerticalScroll):
             value = values.get(key, field.default)
             widget = self.control(key)
             if isinstance(widget, Checkbox):
-                widget.value = bool(value)
+                if isinstance(value, bool):
+                    self.unknown.pop(key, None)
+                    widget.value = value
+                else:  # e.g. --set normalize=5: reported until the box is toggled
+                    self.unknown[key] = value
             elif isinstance(widget, Select):
                 text = to_text(value)
                 if text in field.choices:
+                    self.unknown.pop(key, None)
                     widget.value = text
+                else:  # validation reports it at the field: "unknown value 'transformer'; allowed: ..."
+                    self.unknown[key] = value
+                    widget.clear()
             else:
                 widget.value = to_text(value)
         self.check()
@@ -104,13 +142,22 @@ class ConfigForm(VerticalScroll):
         return self.config
 
     @on(Input.Changed)
-    @on(Select.Changed)
     def _changed(self, event: Message) -> None:
         event.stop()
+        self.check()
+
+    @on(Select.Changed)
+    def _chosen(self, event: Select.Changed) -> None:
+        event.stop()
+        # a late Changed from before set_values blanked the select must not clear the error
+        if event.value is not Select.NULL and event.value == event.select.value and event.select.id:
+            self.unknown.pop(event.select.id.removeprefix("field-"), None)
         self.check()
 
     @on(Checkbox.Changed)
     def _toggled(self, event: Checkbox.Changed) -> None:
         event.stop()
+        if event.checkbox.id:
+            self.unknown.pop(event.checkbox.id.removeprefix("field-"), None)
         event.checkbox.label = "yes" if event.value else "no"
         self.check()
