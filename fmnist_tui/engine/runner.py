@@ -66,8 +66,12 @@ def run(
     data_dir: str | os.PathLike | None = None,
     resume: str | None = None,
     overrides: dict | None = None,
+    cpu_threads: int | None = None,
 ) -> RunEnded:
-    """Train and test one configuration (or resume run `resume`), reporting through `sink`."""
+    """Train and test one configuration (or resume run `resume`), reporting through `sink`.
+
+    `cpu_threads` caps torch's CPU threads for this run (the app leaves a core to its UI).
+    """
     stop_event = stop_event or threading.Event()
     store = RunStore(paths.runs_dir(runs_dir))
     if resume:
@@ -87,6 +91,11 @@ def run(
     started = time.perf_counter()
     prior_s = float(run_dir.read_summary().get("duration_s", 0) or 0) if resume else 0.0
     metrics = run_dir.open_metrics()
+    import torch
+
+    threads_before = torch.get_num_threads()
+    if cpu_threads:
+        torch.set_num_threads(cpu_threads)
     with route_logs(sink):
         try:
             end = _train(config, sink, stop_event, run_dir, metrics, ckpt)
@@ -94,6 +103,7 @@ def run(
             end = _ended_by(err, sink, stop_event)
         finally:
             metrics.close()
+            torch.set_num_threads(threads_before)
             _free_memory()
     end.setdefault("best_val_acc", best_val_acc(read_metrics(run_dir.path)[1]))
     if end["status"] in ("stopped", "interrupted") and (run_dir.checkpoints / "last.ckpt").exists():
