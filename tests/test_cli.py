@@ -54,6 +54,13 @@ def test_headless_run_prints_epochs_and_a_summary(tmp_path, tiny_preset):
         (["--set", "model=vgg"], "--set: model: Input should be 'tutorial_mlp', 'mlp', 'cnn' or 'resnet'"),
         (["--set", "colour=red"], "--set colour: unknown key"),
         (["--set", "epochs"], "expected KEY=VALUE"),
+        (["--set", "epochs=1000000000"], "--set: epochs: Input should be less than or equal to 10000"),
+        (["--set", "lr=20"], "--set: lr: Input should be less than or equal to 10"),
+        (["--set", "batch_size=100000"], "--set: batch_size: Input should be less than or equal to 65536"),
+        (["--set", "dataset=fashion-mnist", "--set", "val_size=5000", "--set", "batch_size=60000"],
+         "batch_size: must be at most 55000"),
+        (["--set", "precision=64"], "--set: precision: Input should be '32', 'bf16-mixed' or '16-mixed'"),
+        (["--set", "description=\udcff\udcfe"], "--set: description: Input should be a valid string"),  # bytes ff fe
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_preset, args, message):
