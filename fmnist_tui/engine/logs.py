@@ -22,6 +22,7 @@ SILENCED = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning vs newer torch, not actionable
     r".*litlogger.*",
     r".*Checkpoint directory .* exists and is not empty.*",  # expected when resuming into the run folder
+    r".*resuming from a checkpoint that ended before the epoch ended.*",  # our loader carries on at the batch
 )
 
 
