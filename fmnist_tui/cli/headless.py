@@ -11,22 +11,17 @@ import sys
 import threading
 import time
 
-from fmnist_tui.engine.events import EpochEnd, LogLine, RunEnded, RunStarted, StepProgress
+from fmnist_tui.engine.events import (
+    EpochEnd,
+    LogLine,
+    RunEnded,
+    RunStarted,
+    StepProgress,
+)
 from fmnist_tui.engine.stop import StopRequest
+from fmnist_tui.format import clock, pct
 
 EXIT_CODES = {"finished": 0, "stopped": 130, "interrupted": 143, "failed": 1, "diverged": 1}
-
-
-def pct(value) -> str:
-    return f"{100 * value:.2f}%" if isinstance(value, (int, float)) else "-"
-
-
-def seconds(value) -> str:
-    if not isinstance(value, (int, float)):
-        return "-"
-    m, s = divmod(int(round(value)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class Printer:
@@ -54,7 +49,7 @@ class Printer:
                 return
             self._last = now
             text = (f"  epoch {event.epoch + 1}/{self.epochs} step {event.epoch_step}/{event.steps_per_epoch} "
-                    f"loss {event.loss:.4f} {event.samples_per_s:,.0f} samples/s ETA {seconds(event.eta_s)}")  # fmt: skip
+                    f"loss {event.loss:.4f} {event.samples_per_s:,.0f} samples/s ETA {clock(event.eta_s)}")  # fmt: skip
             if self.tty:
                 self.out.write("\r\x1b[2K" + text)
                 self.out.flush()
@@ -82,7 +77,7 @@ def summary_text(e: RunEnded) -> str:
         head = f"finished: test_acc {pct(e.test_acc)}  test_loss {e.test_loss:.4f}  best_val_acc {pct(e.best_val_acc)}"
     else:
         head = f"{e.status}: best_val_acc {pct(e.best_val_acc)}"
-    lines = [f"{head}  time {seconds(e.duration_s)}"]
+    lines = [f"{head}  time {clock(e.duration_s)}"]
     if e.error:
         lines.append(f"error: {e.error}")
     if e.checkpoint:
@@ -110,7 +105,9 @@ def run_headless(args, overrides: dict) -> int:
         for problem in found.errors:
             print(f"warning: {problem}", file=sys.stderr)
         config = found.get(args.preset)
-    from fmnist_tui.engine.runner import run  # torch and Lightning load here, after input is checked
+    from fmnist_tui.engine.runner import (
+        run,  # torch and Lightning load here, after input is checked
+    )
 
     stop = StopRequest()
     install_stop_signals(stop)

@@ -89,7 +89,7 @@ def cmd_presets(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from fmnist_tui.cli.headless import pct, seconds
+    from fmnist_tui.format import clock, pct
     from fmnist_tui.runs import RunStore
 
     store = RunStore(paths.runs_dir(args.runs_dir))
@@ -101,7 +101,7 @@ def cmd_runs(args) -> int:
     print(f"{'RUN':<{width}}  {'PRESET':<12} {'STATUS':<11} {'BEST VAL':>8} {'TEST':>7} {'TIME':>8}")
     for r in runs:
         print(f"{r.name:<{width}}  {r.preset[:12]:<12} {r.status:<11} {pct(r.get('best_val_acc')):>8} "
-              f"{pct(r.get('test_acc')):>7} {seconds(r.get('duration_s')):>8}")  # fmt: skip
+              f"{pct(r.get('test_acc')):>7} {clock(r.get('duration_s')):>8}")  # fmt: skip
     return 0
 
 

@@ -26,7 +26,7 @@ from fmnist_tui.engine.events import EpochEnd, LogLine, RunEnded, RunStarted, St
 from fmnist_tui.engine.stop import StopRequest
 from fmnist_tui.presets import load_presets
 from fmnist_tui.tui.fields import describe, validate
-from fmnist_tui.tui.format import pct
+from fmnist_tui.format import pct
 from fmnist_tui.tui.relay import EngineMessage, Relay
 from fmnist_tui.tui.screens.modals import ConfirmScreen
 from fmnist_tui.tui.screens.run import RunScreen

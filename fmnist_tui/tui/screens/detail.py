@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 
 from fmnist_tui.runs import RunInfo, read_metrics
 from fmnist_tui.tui.epochs import EpochRow
-from fmnist_tui.tui.format import clock, date, num, pct
+from fmnist_tui.format import clock, date, num, pct
 from fmnist_tui.tui.widgets.charts import MetricsChart
 from fmnist_tui.tui.widgets.epoch_table import EpochTable
 

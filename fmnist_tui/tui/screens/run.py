@@ -18,7 +18,7 @@ from textual.widgets import Button, Footer, Header, RichLog, Static, TabbedConte
 
 from fmnist_tui.engine.events import LogLine, RunEnded
 from fmnist_tui.tui.epochs import EpochRow
-from fmnist_tui.tui.format import clock, num, pct
+from fmnist_tui.format import clock, num, pct
 from fmnist_tui.tui.state import RunState
 from fmnist_tui.tui.widgets.charts import MetricsChart
 from fmnist_tui.tui.widgets.epoch_table import EpochTable

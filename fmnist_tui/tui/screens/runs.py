@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from fmnist_tui import paths
 from fmnist_tui.runs import RunInfo, RunStore
-from fmnist_tui.tui.format import clock, date, pct
+from fmnist_tui.format import clock, date, pct
 from fmnist_tui.tui.screens.detail import RunDetailScreen
 
 STATUS_STYLE = {

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from fmnist_tui.tui.epochs import EpochRow
-from fmnist_tui.tui.format import num, pct, sci, secs
+from fmnist_tui.format import num, pct, sci, secs
 
 COLUMNS = ("Epoch", "Train loss", "Val loss", "Val acc", "LR", "Time")
 

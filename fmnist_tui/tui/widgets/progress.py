@@ -7,7 +7,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, ProgressBar
 
 from fmnist_tui.engine.events import RunStarted, StepProgress
-from fmnist_tui.tui.format import clock, num, rate
+from fmnist_tui.format import clock, num, rate
 
 
 class RunProgress(Vertical):

@@ -1,13 +1,18 @@
-"""Small text formatters shared by the screens (no textual imports)."""
+"""Small text formatters shared by the app and the CLI (imports neither torch nor textual)."""
 
 from __future__ import annotations
 
 import math
 
 
+def _number(value) -> bool:
+    """A finite int or float; summary.json values may be anything."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def pct(value: float | None) -> str:
-    """0.8731 -> '87.31%'; missing or NaN -> '-'."""
-    if value is None or not math.isfinite(value):
+    """0.8731 -> '87.31%'; missing, NaN or not a number -> '-'."""
+    if not _number(value):
         return "-"
     return f"{100 * value:.2f}%"
 
@@ -27,7 +32,7 @@ def sci(value: float | None) -> str:
 
 def clock(seconds: float | None) -> str:
     """42 -> '0:42', 3725 -> '1:02:05'."""
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+    if not _number(seconds) or seconds < 0:
         return "-"
     s = int(round(seconds))
     h, rem = divmod(s, 3600)
