@@ -171,6 +171,8 @@ class FmnistApp(App):
             self.state.ended = RunEnded(status="failed", run_dir="", duration_s=0.0, error=error)
             self._announce(self.state.ended)
         self.state.version += 1
+        if isinstance(self.screen, RunScreen):
+            self.screen.sync()  # show how the run ended now, not at the next redraw tick
         self.refresh_bindings()
         if self._quit_when_done:
             self.exit(return_code=self._exit_code)
