@@ -19,7 +19,7 @@ SCHEDULES = ("none", "onecycle", "cosine")
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 ACCELERATORS = ("auto", "cpu", "gpu")
 DATASETS = ("fashion-mnist", "synthetic")
-AUGMENTS = ("none", "flip", "crop_flip")
+AUGMENTS = ("none", "flip", "crop_flip", "crop_flip_erase")
 
 
 class ConfigError(ValueError):
@@ -37,7 +37,7 @@ class RunConfig(BaseModel):
     """One line saying what this preset is for."""
 
     model: Literal["tutorial_mlp", "mlp", "cnn", "resnet"] = "mlp"
-    """Network: tutorial_mlp (784-512-512-10), mlp (batch norm + dropout), cnn (small, fast), resnet (best accuracy)."""
+    """Network: tutorial_mlp (784-512-512-10), mlp (batch norm + dropout), cnn (two conv stages), resnet (ResNet-9: the GPU presets)."""
     final_relu: bool = True
     """tutorial_mlp only: keep the tutorial's ReLU after the last layer (it clips the logits at 0)."""
     hidden: int = Field(512, ge=16, le=8192)
@@ -80,8 +80,10 @@ class RunConfig(BaseModel):
     """synthetic only: generated training-pool images (a fifth as many test images)."""
     normalize: bool = True
     """Standardise pixels with the training mean/std (the tutorial only scales to 0..1)."""
-    augment: Literal["none", "flip", "crop_flip"] = "none"
-    """Training augmentation, done per batch on the device: none, flip, or crop_flip (pad-2 random crop + flip)."""
+    augment: Literal["none", "flip", "crop_flip", "crop_flip_erase"] = "none"
+    """Training augmentation, per batch on the device: none, flip, crop_flip (pad-2 random crop + flip), crop_flip_erase (+ random erasing)."""
+    tta_flip: bool = False
+    """Validate and test on the mean logits of each image and its mirror image (test-time flip)."""
 
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
     """Numeric precision: 32, bf16-mixed or 16-mixed (16-mixed needs a GPU)."""

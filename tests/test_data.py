@@ -134,6 +134,23 @@ def test_augment_keeps_shapes_and_content():
     assert all(torch.equal(f, o) or torch.equal(f, o.flip(-1)) for f, o in zip(flipped, x))
 
 
+def test_erasing_blanks_one_rectangle_in_about_half_the_images():
+    torch.manual_seed(0)
+    aug = Augment("crop_flip_erase")
+    mask = aug.erase_mask(4000, 28, 28, "cpu")[:, 0]
+    hit = mask.flatten(1).any(1)
+    assert 0.45 < hit.float().mean() < 0.55
+    area = mask.flatten(1).sum(1)[hit].float() / (28 * 28)
+    assert area.min() >= 0.01 and area.max() <= 0.40
+    for m in mask[hit][:50]:  # each erased region is one solid rectangle
+        rows, cols = m.any(1).nonzero()[:, 0], m.any(0).nonzero()[:, 0]
+        assert m[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
+        assert m.sum() == len(rows) * len(cols)
+    x = torch.rand(64, 1, 28, 28) + 1  # no zeros before erasing
+    out = aug(x)
+    assert out.shape == x.shape and (out == 0).any() and not (out == 0).all()
+
+
 def test_synthetic_is_deterministic_and_labelled():
     a, b = data_mod.make_synthetic(200, 5), data_mod.make_synthetic(200, 5)
     assert torch.equal(a["train_images"], b["train_images"])

@@ -137,11 +137,14 @@ class StepGroups:
 
 
 class Augment:
-    """Per-batch random flip and pad-2 crop, vectorised on the device."""
+    """Per-batch random pad-2 crop, flip and erasing, vectorised on the device."""
+
+    ERASE_P, ERASE_AREA, ERASE_RATIO = 0.5, (0.02, 0.33), (0.3, 3.3)  # torchvision's RandomErasing defaults
 
     def __init__(self, mode: str):
-        self.flip = mode in ("flip", "crop_flip")
-        self.crop = mode == "crop_flip"
+        self.flip = mode in ("flip", "crop_flip", "crop_flip_erase")
+        self.crop = mode in ("crop_flip", "crop_flip_erase")
+        self.erase = mode == "crop_flip_erase"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, 1, 28, 28) float
         n = x.shape[0]
@@ -154,7 +157,26 @@ class Augment:
         if self.flip:
             mask = torch.rand(n, 1, 1, 1, device=x.device) < 0.5
             x = torch.where(mask, x.flip(-1), x)
+        if self.erase:
+            x = x.masked_fill(self.erase_mask(n, x.shape[-2], x.shape[-1], x.device), 0.0)
         return x
+
+    def erase_mask(self, n: int, h: int, w: int, device) -> torch.Tensor:
+        """(N, 1, H, W) True inside one random rectangle per chosen image (0 is the mean pixel once normalised)."""
+        u = torch.rand(n, 4, device=device)
+        area = (self.ERASE_AREA[0] + (self.ERASE_AREA[1] - self.ERASE_AREA[0]) * u[:, 0]) * h * w
+        lo, hi = math.log(self.ERASE_RATIO[0]), math.log(self.ERASE_RATIO[1])
+        ratio = torch.exp(lo + (hi - lo) * u[:, 1])
+        eh = (area * ratio).sqrt().round().clamp(1, h)
+        ew = (area / ratio).sqrt().round().clamp(1, w)
+        top = ((h - eh + 1) * u[:, 2]).floor()
+        left = ((w - ew + 1) * u[:, 3]).floor()
+        rows = torch.arange(h, device=device)[None, :]
+        cols = torch.arange(w, device=device)[None, :]
+        in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
+        in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
+        chosen = torch.rand(n, device=device) < self.ERASE_P
+        return (in_rows[:, :, None] & in_cols[:, None, :] & chosen[:, None, None]).unsqueeze(1)
 
 
 class FashionData(pl.LightningDataModule):

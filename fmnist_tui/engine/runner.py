@@ -25,10 +25,16 @@ from fmnist_tui.runs import RunDir, RunStore, RunStoreError, best_val_acc, read_
 log = logging.getLogger("fmnist_tui.engine")
 
 
+def on_gpu(accelerator: str = "auto") -> bool:
+    import torch
+
+    return accelerator != "cpu" and torch.cuda.is_available()
+
+
 def device_description(accelerator: str = "auto") -> str:
     import torch
 
-    if accelerator != "cpu" and torch.cuda.is_available():
+    if on_gpu(accelerator):
         props = torch.cuda.get_device_properties(0)
         return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
     return f"CPU ({os.cpu_count()} cores)"
@@ -67,10 +73,12 @@ def run(
     resume: str | None = None,
     overrides: dict | None = None,
     cpu_threads: int | None = None,
+    callbacks: list | None = None,
 ) -> RunEnded:
     """Train and test one configuration (or resume run `resume`), reporting through `sink`.
 
     `cpu_threads` caps torch's CPU threads for this run (the app leaves a core to its UI).
+    `callbacks` are extra Lightning callbacks (the benchmarks time and probe runs with them).
     """
     stop_event = stop_event or threading.Event()
     store = RunStore(paths.runs_dir(runs_dir))
@@ -98,7 +106,7 @@ def run(
         torch.set_num_threads(cpu_threads)
     with route_logs(sink):
         try:
-            end = _train(config, sink, stop_event, run_dir, metrics, ckpt)
+            end = _train(config, sink, stop_event, run_dir, metrics, ckpt, callbacks or [])
         except BaseException as err:  # noqa: BLE001 - reported below, never lost
             end = _ended_by(err, sink, stop_event)
         finally:
@@ -144,7 +152,7 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _train(config, sink, stop_event, run_dir: RunDir, metrics, ckpt) -> dict:
+def _train(config, sink, stop_event, run_dir: RunDir, metrics, ckpt, callbacks: list) -> dict:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
@@ -165,8 +173,8 @@ def _train(config, sink, stop_event, run_dir: RunDir, metrics, ckpt) -> dict:
     trainer = pl.Trainer(
         accelerator=config.accelerator, devices=config.devices, precision=config.precision,
         max_epochs=config.epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, callbacks=[reporter, best], plugins=[AtomicCheckpointIO()],
-        default_root_dir=run_dir.path,
+        num_sanity_val_steps=0, callbacks=[reporter, best, *callbacks], plugins=[AtomicCheckpointIO()],
+        default_root_dir=run_dir.path, benchmark=True if on_gpu(config.accelerator) else None,
     )  # fmt: skip
     trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None)
     trainer.test(module, datamodule=data, verbose=False)
