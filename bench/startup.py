@@ -6,6 +6,8 @@ Prints:
   help_s            `fmnist-tui --help`, wall time
   first_screen_s    from exec to the setup screen's preset list being drawn
   bytes_per_s       what the app writes to the terminal while a run trains (average)
+  ui_thread_cpu     the CPU time of the app's UI (main) thread per second meanwhile: what
+                    the UI takes from a training thread that needs the GIL (Linux only)
 """
 
 from __future__ import annotations
@@ -54,6 +56,15 @@ def read_for(fd: int, seconds: float, until: bytes | None = None) -> tuple[bytes
     return out, time.perf_counter() - start
 
 
+def main_thread_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of the process's main thread (its thread id is its pid)."""
+    try:
+        fields = open(f"/proc/{pid}/task/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(pid: int, fd: int) -> None:
     os.kill(pid, signal.SIGTERM)
     deadline = time.time() + 15
@@ -87,8 +98,12 @@ def main() -> None:
            "--set", "epochs=50", "--set", "val_size=2000"]  # fmt: skip
     pid, fd = spawn(run, env)
     read_for(fd, 8)  # start-up and the first screen are not the steady state
+    cpu_before = main_thread_cpu_s(pid)
     data, took = read_for(fd, args.seconds)
+    cpu_after = main_thread_cpu_s(pid)
     print(f"bytes_per_s={len(data) / took:.0f}  ({len(data)} bytes in {took:.1f} s of training, 80x24)")
+    if cpu_before is not None and cpu_after is not None:
+        print(f"ui_thread_cpu={(cpu_after - cpu_before) / took:.3f}  (CPU seconds of the UI thread per second)")
     stop(pid, fd)
 
 

@@ -11,7 +11,8 @@ every epoch the probe measures test accuracy (outside the clock, not seen by the
 the table shows accuracy against training time. The run itself is the product's: the same
 engine, checkpoints, metrics and final test as `fmnist-tui run --preset NAME`.
 
---budget-s S sets `epochs` so the clocked training should take about S seconds, from the
+--variant 'KEY=VALUE ...' (repeatable) measures several settings in one process, each with
+its own warm-up, and ends with a table of them. --budget-s S sets `epochs` so the clocked training should take about S seconds, from the
 warm-up's epoch time (the chosen epochs are printed). Time the whole process from outside
 (`time python bench/...`) for a cold figure.
 """
@@ -97,10 +98,6 @@ def crossing(rows: list[dict], target: float) -> dict | None:
 
 
 def main() -> None:
-    from fmnist_tui.config import parse_set_items, with_overrides
-    from fmnist_tui.engine.runner import device_description
-    from fmnist_tui.presets import load_presets
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="cnn_fast")
     parser.add_argument("--data-dir", default=None)
@@ -109,11 +106,30 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--budget-s", type=float, default=None, help="pick epochs to train about this long")
     parser.add_argument("--max-epochs", type=int, default=None, help="cap on the epochs --budget-s picks")
+    parser.add_argument("--variant", action="append", default=[], metavar="'KEY=VALUE ...'",
+                        help="measure each of these on top of --set, in one process (repeatable)")
     parser.add_argument("--json", default=None, help="also write the rows and results here")
     args = parser.parse_args()
     args.runs_dir = args.runs_dir or tempfile.mkdtemp(prefix="fmnist-tta-")
 
-    config = with_overrides(load_presets().get(args.preset), parse_set_items(args.sets))
+    results = [measure(args, variant.split()) for variant in (args.variant or [""])]
+    if len(results) > 1:
+        print(f"\n{'variant':<36} {'epochs':>6} {'train_s':>8} {'final':>7} " + " ".join(f"{'t' + str(t):>7}" for t in args.targets))
+        for r in results:
+            times = " ".join(f"{r[f'time_to_{t:g}']:>7.2f}" if r[f"time_to_{t:g}"] else f"{'-':>7}" for t in args.targets)
+            print(f"{r['variant'] or 'as shipped':<36} {r['epochs']:>6} {r['train_s']:>8.2f} {r['final_test_acc']:>7.4f} {times}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results[0] if len(results) == 1 else results, f, indent=1)
+
+
+def measure(args, variant: list[str]) -> dict:
+    from fmnist_tui.config import parse_set_items, with_overrides
+    from fmnist_tui.engine.runner import device_description
+    from fmnist_tui.presets import load_presets
+
+    sets = args.sets + variant
+    config = with_overrides(load_presets().get(args.preset), parse_set_items(sets))
     warm = Clock()
     run_once(with_overrides(config, {"epochs": 2}), args, [warm])
     if args.budget_s:
@@ -126,12 +142,12 @@ def main() -> None:
     probe = Probe(clock)
     ended, wall = run_once(config, args, [clock, probe])
 
-    print(f"{args.preset} ({' '.join(args.sets) or 'as shipped'}), epochs={config.epochs}, "
+    print(f"\n{args.preset} ({' '.join(sets) or 'as shipped'}), epochs={config.epochs}, "
           f"batch {config.batch_size}, {config.precision}, {device_description(config.accelerator)}, torch {torch.__version__}")  # fmt: skip
     print(f"{'epoch':>5} {'train_s':>8} {'test_acc':>9}")
     for r in probe.rows:
         print(f"{r['epoch']:>5} {r['train_s']:>8.2f} {r['test_acc']:>9.4f}")
-    results = {"preset": args.preset, "sets": args.sets, "epochs": config.epochs, "rows": probe.rows,
+    results = {"preset": args.preset, "sets": sets, "variant": " ".join(variant), "epochs": config.epochs, "rows": probe.rows,
                "train_s": clock.total, "final_test_acc": ended.test_acc, "run_wall_s": wall - probe.seconds,
                "device": device_description(config.accelerator), "torch": torch.__version__}  # fmt: skip
     for target in args.targets:
@@ -142,9 +158,7 @@ def main() -> None:
         print(f"{key}={where}")
     print(f"final_test_acc={ended.test_acc:.4f} train_s={clock.total:.2f} "
           f"run_wall_s={wall - probe.seconds:.2f} (run wall without the probe: data to device, val, checkpoints, test)")  # fmt: skip
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    return results
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ class RunScreen(Screen):
         self._chart_dirty = False
         self._chart_drawn_at = 0.0
         self._was_running: bool | None = None
+        self._shown: dict[str, object] = {}  # selector -> text last given to that Static
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -141,7 +142,8 @@ class RunScreen(Screen):
             self._was_running = running
             self.query_one("#stop", Button).disabled = not running
             self.refresh_bindings()
-        self.query_one("#run-title", Static).update(self._title(state))
+        # Static.update asks for a layout pass of the screen: only when the text changes.
+        self._update_if_changed("#run-title", self._title(state))
         self.query_one(RunProgress).show(state.started, state.progress, done=state.ended is not None)
         table = self.query_one(EpochTable)
         for event in state.epochs[self._epochs_shown :]:
@@ -153,9 +155,14 @@ class RunScreen(Screen):
             log.write(log_text(line))
         self._logs_seen = state.logs_total
         result = self.query_one("#result", Static)
-        result.update(result_text(state.ended) if state.ended else "")
+        self._update_if_changed("#result", result_text(state.ended) if state.ended else "")
         result.set_class(state.ended is not None, "-shown")
         result.set_class(state.ended is not None and state.ended.status != "finished", "-bad")
+
+    def _update_if_changed(self, selector: str, text) -> None:
+        if self._shown.get(selector) != text:
+            self._shown[selector] = text
+            self.query_one(selector, Static).update(text)
 
     def _title(self, state: RunState) -> str:
         if state.config is None:
@@ -167,3 +174,4 @@ class RunScreen(Screen):
         if state.started is None:
             return f"● starting {name} (loading data)…"
         return f"● training {name} · {device}"
+

@@ -11,6 +11,10 @@ from fmnist_tui.format import clock, num, rate
 
 
 class RunProgress(Vertical):
+    """Redrawn several times a second while training, so it never asks for a layout pass:
+    its labels have fixed sizes (app.tcss), and a layout pass of the whole screen costs
+    the training thread far more GIL time than repainting three labels."""
+
     def compose(self) -> ComposeResult:
         # show_eta=False: the bar's own ETA reads the wall clock; ours comes from the engine.
         with Horizontal(classes="progress-line"):
@@ -28,9 +32,7 @@ class RunProgress(Vertical):
         if progress is None and started is None:
             epoch_bar.update(total=None, progress=0)
             run_bar.update(total=None, progress=0)
-            self.query_one("#epoch-label", Label).update("Epoch")
-            self.query_one("#epoch-text", Label).update("")
-            self.query_one("#run-text", Label).update("waiting for the first step" if not done else "")
+            self._text("Epoch", "", "waiting for the first step" if not done else "")
             return
         epochs = started.epochs if started else 0
         if progress is None:  # started, no step yet
@@ -43,6 +45,9 @@ class RunProgress(Vertical):
         epochs = epochs or max(1, total // max(spe, 1))
         epoch_bar.update(total=max(spe, 1), progress=epoch_step)
         run_bar.update(total=max(total, 1), progress=step)
-        self.query_one("#epoch-label", Label).update(f"Epoch {progress_epoch + 1}/{epochs}")
-        self.query_one("#epoch-text", Label).update(f"{epoch_step}/{spe}  loss {num(loss)}")
-        self.query_one("#run-text", Label).update(f"{step}/{total}  {rate(speed)}  ETA {clock(eta)}")
+        self._text(f"Epoch {progress_epoch + 1}/{epochs}", f"{epoch_step}/{spe}  loss {num(loss)}",
+                   f"{step}/{total}  {rate(speed)}  ETA {clock(eta)}")  # fmt: skip
+
+    def _text(self, label: str, epoch: str, run: str) -> None:
+        for selector, text in (("#epoch-label", label), ("#epoch-text", epoch), ("#run-text", run)):
+            self.query_one(selector, Label).update(text, layout=False)
