@@ -147,7 +147,7 @@ def engine_rate(events) -> float:
 
     ticks = [e for e in events if isinstance(e, StepProgress) and e.epoch_step < e.steps_per_epoch]
     first_epoch = [e for e in ticks if e.epoch == ticks[0].epoch]
-    skip = min(2, len(first_epoch) - 2)
+    skip = max(0, min(2, len(first_epoch) - 2))
     ticks = ticks[skip:]
     steps = seconds = 0.0
     for a, b in zip(ticks, ticks[1:]):

@@ -63,3 +63,10 @@ def test_time_to_accuracy_probe_agrees_with_the_runs_own_test(tmp_path, monkeypa
     assert result["train_s"] < result["run_wall_s"]
     printed = capsys.readouterr().out
     assert "time_to_1.01=not reached" in printed and "time_to_0=" in printed
+
+
+def test_engine_rate_with_a_short_first_epoch_skips_nothing():
+    tp = load("throughput")
+    tp.BENCH_BS[0] = 10
+    events = [tick(0, 10, 1.0), tick(1, 110, 5.0), tick(1, 160, 6.0)]
+    assert tp.engine_rate(events) == pytest.approx(50 * 10 / 1.0)

@@ -142,9 +142,9 @@ class Augment:
     ERASE_P, ERASE_AREA, ERASE_RATIO = 0.5, (0.02, 0.33), (0.3, 3.3)  # torchvision's RandomErasing defaults
 
     def __init__(self, mode: str):
-        self.flip = mode in ("flip", "crop_flip", "crop_flip_erase")
-        self.crop = mode in ("crop_flip", "crop_flip_erase")
-        self.erase = mode == "crop_flip_erase"
+        self.flip = mode != "none"  # every mode flips
+        self.crop = "crop" in mode
+        self.erase = "erase" in mode
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, 1, 28, 28) float
         n = x.shape[0]
