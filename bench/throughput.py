@@ -9,7 +9,9 @@ Runs, each on the tutorial MLP with SGD lr 1e-3 for the same number of steps:
   engine          fmnist-tui's engine, headless, with step progress reported
   engine_app_thr  the same with the torch thread count the app uses (one core left to the UI)
   engine_app      the same engine under the Textual app, driven headlessly (skipped if the app is absent)
-and prints samples/s with ratios, ending with `engine_vs_seed_plain_ratio=<float>`.
+Every setup runs `--rounds` times, interleaved; the table shows each setup's median and
+spread, and each ratio is the median of the ratios within a round. It prints samples/s with
+ratios, ending with `engine_vs_seed_plain_ratio=<float>`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import math
 import os
+import statistics
 import threading
 import time
 
@@ -225,11 +228,22 @@ def engine_app(args, steps: int, runs_dir: str) -> float | None:
     return engine_rate(events)
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def paired(a: list[float], b: list[float]) -> float:
+    """The median over rounds of a/b, each ratio from one round: drift between rounds
+    (clocks, a noisy neighbour) moves both sides of a ratio together and cancels."""
+    return median([x / y for x, y in zip(a, b)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get("FMNIST_TUI_DATA_DIR", "../shared/fashion-mnist"))
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per setup (default 800, --quick 300)")
+    parser.add_argument("--rounds", type=int, default=3, help="run every setup this many times, interleaved")
     parser.add_argument("--quick", action="store_true", help="fewer steps: about a minute on 2 CPU cores")
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
     parser.add_argument("--only", nargs="*", help="run only these setups")
@@ -243,36 +257,40 @@ def main() -> None:
               "engine": lambda a, s: engine(a, s, runs_dir),
               "engine_app_thr": lambda a, s: engine(a, s, runs_dir, cpu_threads=app_threads()),
               "engine_app": lambda a, s: engine_app(a, s, runs_dir)}  # fmt: skip
-    rates: dict[str, float | None] = {}
-    for name, fn in setups.items():
-        if args.only and name not in args.only:
-            continue
-        rates[name] = fn(args, steps)
-        print(f"  {name:<15} {'skipped' if rates[name] is None else f'{rates[name]:>10,.0f} samples/s'}", flush=True)
+    setups = {name: fn for name, fn in setups.items() if not args.only or name in args.only}
+    runs: dict[str, list[float]] = {name: [] for name in setups}
+    for round_no in range(1, args.rounds + 1):
+        for name, fn in setups.items():
+            rate = fn(args, steps)
+            if rate is not None:
+                runs[name].append(rate)
+            shown = "skipped" if rate is None else f"{rate:>10,.0f} samples/s"
+            print(f"  round {round_no}/{args.rounds}  {name:<15} {shown}", flush=True)
+    report(args, steps, {name: r for name, r in runs.items() if r})
 
+
+def report(args, steps: int, runs: dict[str, list[float]]) -> None:
     device = device_of(args)
     where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
-    print(f"\n{where}, torch {torch.__version__}, tutorial MLP + SGD, batch {args.batch_size}, {steps} timed steps")
-    base = rates.get("seed_plain")
-    print(f"{'setup':<15} {'samples/s':>12} {'vs seed_plain':>14} {'vs device_plain':>16}")
-    for name, rate in rates.items():
-        if rate is None:
-            print(f"{name:<15} {'skipped':>12}")
-            continue
-        vs_seed = f"{rate / base:.2f}x" if base else "-"
-        vs_dev = f"{rate / rates['device_plain']:.2f}x" if rates.get("device_plain") else "-"
-        print(f"{name:<15} {rate:>12,.0f} {vs_seed:>14} {vs_dev:>16}")
-    if rates.get("engine_app") and rates.get("engine_app_thr"):
+    print(f"\n{where}, torch {torch.__version__}, tutorial MLP + SGD, batch {args.batch_size}, "
+          f"{steps} timed steps, median of {args.rounds} rounds")  # fmt: skip
+    print(f"{'setup':<15} {'samples/s':>12} {'spread':>8} {'vs seed_plain':>14} {'vs device_plain':>16}")
+    for name, rates in runs.items():
+        spread = f"±{50 * (max(rates) - min(rates)) / median(rates):.0f}%" if len(rates) > 1 else "-"
+        vs_seed = f"{paired(rates, runs['seed_plain']):.2f}x" if "seed_plain" in runs else "-"
+        vs_dev = f"{paired(rates, runs['device_plain']):.2f}x" if "device_plain" in runs else "-"
+        print(f"{name:<15} {median(rates):>12,.0f} {spread:>8} {vs_seed:>14} {vs_dev:>16}")
+    if "engine_app" in runs and "engine_app_thr" in runs:
         # The app's own cost: against the headless engine with the app's torch thread count.
-        print(f"app_overhead={1 - rates['engine_app'] / rates['engine_app_thr']:.3f}")
-    if rates.get("engine_app") and rates.get("engine"):
-        print(f"app_vs_headless_all_cores={rates['engine_app'] / rates['engine']:.3f}")
-    if rates.get("engine") and rates.get("device_plain"):
+        print(f"app_overhead={1 - paired(runs['engine_app'], runs['engine_app_thr']):.3f}")
+    if "engine_app" in runs and "engine" in runs:
+        print(f"app_vs_headless_all_cores={paired(runs['engine_app'], runs['engine']):.3f}")
+    if "engine" in runs and "device_plain" in runs:
         # What the engine (Lightning, progress, stop checks) adds to each step over the plain loop.
-        extra = (1 / rates["engine"] - 1 / rates["device_plain"]) * args.batch_size * 1e3
+        extra = median([(1 / e - 1 / d) * args.batch_size * 1e3 for e, d in zip(runs["engine"], runs["device_plain"])])
         print(f"engine_overhead_ms_per_step={extra:.3f}")
-    if base and rates.get("engine"):
-        print(f"engine_vs_seed_plain_ratio={rates['engine'] / base:.3f}")
+    if "seed_plain" in runs and "engine" in runs:
+        print(f"engine_vs_seed_plain_ratio={paired(runs['engine'], runs['seed_plain']):.3f}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,11 @@ def thin(points: Sequence[tuple[int, float]], limit: int = MAX_POINTS) -> tuple[
 
 
 class MetricsChart(Horizontal):
-    """Left: training loss per step and validation loss per epoch. Right: validation accuracy."""
+    """Left: training loss per step and validation loss per epoch. Right: validation accuracy.
+
+    Each plot is rebuilt only when its own data changed: plotext builds and parses a whole
+    canvas each time (several ms), and the accuracy plot changes once an epoch, not once a
+    second like the loss plot."""
 
     def compose(self) -> ComposeResult:
         yield PlotextPlot(id="loss-plot")
@@ -38,6 +42,7 @@ class MetricsChart(Horizontal):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._data: tuple[Sequence[tuple[int, float]], list[EpochRow]] = ([], [])
+        self._drawn: dict[str, object] = {}  # plot id -> the data it shows
 
     def on_mount(self) -> None:
         self._apply()
@@ -49,24 +54,33 @@ class MetricsChart(Horizontal):
 
     def _apply(self) -> None:
         losses, epochs = self._data
-        # No legends: at 80x24 they cover the first points. The titles name the markers instead.
-        plt = self._start("#loss-plot", "loss: ⠤ train  • val", "step")
-        xs, ys = thin(losses)
-        if xs:
-            plt.plot(xs, ys, marker="braille", color="cyan")
         val = [(e.step, e.val_loss) for e in epochs if math.isfinite(e.val_loss)]
-        if val:
-            # Whole-cell dots: told apart from the train line without colour too (NO_COLOR).
-            plt.scatter([s for s, _ in val], [v for _, v in val], marker="dot", color="orange")
-        self.query_one("#loss-plot", PlotextPlot).refresh()
+        loss_key = (len(losses), losses[-1] if losses else None, tuple(val))
+        if self._changed("loss-plot", loss_key):
+            # No legends: at 80x24 they cover the first points. The titles name the markers instead.
+            plt = self._start("#loss-plot", "loss: ⠤ train  • val", "step")
+            xs, ys = thin(losses)
+            if xs:
+                plt.plot(xs, ys, marker="braille", color="cyan")
+            if val:
+                # Whole-cell dots: told apart from the train line without colour too (NO_COLOR).
+                plt.scatter([s for s, _ in val], [v for _, v in val], marker="dot", color="orange")
+            self.query_one("#loss-plot", PlotextPlot).refresh()
 
-        plt = self._start("#acc-plot", "val accuracy %", "epoch")
         acc = [(e.epoch + 1, 100 * e.val_acc) for e in epochs if math.isfinite(e.val_acc)]
-        if acc:
-            plt.plot([a for a, _ in acc], [v for _, v in acc], marker="braille", color="green")
-            if len(acc) <= 10:
-                plt.xticks([a for a, _ in acc])
-        self.query_one("#acc-plot", PlotextPlot).refresh()
+        if self._changed("acc-plot", tuple(acc)):
+            plt = self._start("#acc-plot", "val accuracy %", "epoch")
+            if acc:
+                plt.plot([a for a, _ in acc], [v for _, v in acc], marker="braille", color="green")
+                if len(acc) <= 10:
+                    plt.xticks([a for a, _ in acc])
+            self.query_one("#acc-plot", PlotextPlot).refresh()
+
+    def _changed(self, plot_id: str, key: object) -> bool:
+        if self._drawn.get(plot_id, self) == key:
+            return False
+        self._drawn[plot_id] = key
+        return True
 
     def _start(self, selector: str, title: str, xlabel: str):
         plt = self.query_one(selector, PlotextPlot).plt

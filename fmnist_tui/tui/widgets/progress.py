@@ -2,52 +2,85 @@
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Label, ProgressBar
+from rich.style import Style
+from rich.text import Text
+from textual.widget import Widget
 
 from fmnist_tui.engine.events import RunStarted, StepProgress
 from fmnist_tui.format import clock, num, rate
 
+LABEL_W = 15  # "Epoch 123/146" and a gap
+TEXT_W = 36  # the same on both lines, so the bars line up
+PCT_W = 6  # " 100%" and a gap
 
-class RunProgress(Vertical):
-    """Redrawn several times a second while training, so it never asks for a layout pass:
-    its labels have fixed sizes (app.tcss), and a layout pass of the whole screen costs
-    the training thread far more GIL time than repainting three labels."""
 
-    def compose(self) -> ComposeResult:
-        # show_eta=False: the bar's own ETA reads the wall clock; ours comes from the engine.
-        with Horizontal(classes="progress-line"):
-            yield Label("Epoch", id="epoch-label", classes="progress-label")
-            yield ProgressBar(id="epoch-bar", show_eta=False)
-            yield Label("", id="epoch-text", classes="progress-text")
-        with Horizontal(classes="progress-line"):
-            yield Label("Run", id="run-label", classes="progress-label")
-            yield ProgressBar(id="run-bar", show_eta=False)
-            yield Label("", id="run-text", classes="progress-text")
+def bar(fraction: float, width: int, done: Style, back: Style) -> Text:
+    """A bar in half-cell steps, drawn like Textual's ProgressBar."""
+    halves = round(max(0.0, min(1.0, fraction)) * width * 2)
+    full, half = divmod(halves, 2)
+    text = Text()
+    text.append("━" * full + "╸" * half, style=done)
+    rest = width - full - half
+    if rest > 0:
+        text.append(("╺" if full and not half else "━") + "━" * (rest - 1), style=back)
+    return text
+
+
+class RunProgress(Widget):
+    """Redrawn several times a second while training, so it is one widget drawing two lines
+    of text, not a tree of labels and bars: each widget repainted costs the UI thread time,
+    and that is GIL time the training thread waits for (bench/startup.py, ui_thread_cpu).
+    Its size never depends on its text, so a redraw never asks for a layout pass."""
+
+    COMPONENT_CLASSES = {"run-progress--bar", "run-progress--complete"}
+    DEFAULT_CSS = """
+    RunProgress {
+        height: 2;
+        & > .run-progress--bar { color: $primary; background: $surface; }
+        & > .run-progress--complete { color: $success; background: $surface; }
+    }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._lines: tuple[tuple[str, float | None, str], ...] = (
+            ("Epoch", None, "waiting for the first step"), ("Run", None, ""))
 
     def show(self, started: RunStarted | None, progress: StepProgress | None, done: bool = False) -> None:
-        epoch_bar = self.query_one("#epoch-bar", ProgressBar)
-        run_bar = self.query_one("#run-bar", ProgressBar)
         if progress is None and started is None:
-            epoch_bar.update(total=None, progress=0)
-            run_bar.update(total=None, progress=0)
-            self._text("Epoch", "", "waiting for the first step" if not done else "")
-            return
-        epochs = started.epochs if started else 0
-        if progress is None:  # started, no step yet
-            progress_epoch, step, epoch_step = (started.start_epoch, started.start_step, 0)
-            spe, total, loss, speed, eta = started.steps_per_epoch, started.total_steps, None, None, None
+            lines = (("Epoch", None, "" if done else "waiting for the first step"), ("Run", None, ""))
         else:
-            progress_epoch, step, epoch_step = progress.epoch, progress.step, progress.epoch_step
-            spe, total, loss = progress.steps_per_epoch, progress.total_steps, progress.loss
-            speed, eta = progress.samples_per_s, (0.0 if done else progress.eta_s)
-        epochs = epochs or max(1, total // max(spe, 1))
-        epoch_bar.update(total=max(spe, 1), progress=epoch_step)
-        run_bar.update(total=max(total, 1), progress=step)
-        self._text(f"Epoch {progress_epoch + 1}/{epochs}", f"{epoch_step}/{spe}  loss {num(loss)}",
-                   f"{step}/{total}  {rate(speed)}  ETA {clock(eta)}")  # fmt: skip
+            if progress is None:  # started, no step yet
+                epoch, step, epoch_step = started.start_epoch, started.start_step, 0
+                spe, total, loss, speed, eta = started.steps_per_epoch, started.total_steps, None, None, None
+            else:
+                epoch, step, epoch_step = progress.epoch, progress.step, progress.epoch_step
+                spe, total, loss = progress.steps_per_epoch, progress.total_steps, progress.loss
+                speed, eta = progress.samples_per_s, (0.0 if done else progress.eta_s)
+            epochs = (started.epochs if started else 0) or max(1, total // max(spe, 1))
+            lines = (
+                (f"Epoch {epoch + 1}/{epochs}", epoch_step / max(spe, 1), f"{epoch_step}/{spe}  loss {num(loss)}"),
+                ("Run", step / max(total, 1), f"{step}/{total}  {rate(speed)}  ETA {clock(eta)}"),
+            )
+        if lines != self._lines:
+            self._lines = lines
+            self.refresh()  # a repaint of this widget only
 
-    def _text(self, label: str, epoch: str, run: str) -> None:
-        for selector, text in (("#epoch-label", label), ("#epoch-text", epoch), ("#run-text", run)):
-            self.query_one(selector, Label).update(text, layout=False)
+    def render(self) -> Text:
+        width = max(1, self.size.width)
+        bar_w = max(4, width - LABEL_W - PCT_W - TEXT_W)
+        out = Text(no_wrap=True, overflow="ellipsis", end="")
+        for i, (label, fraction, detail) in enumerate(self._lines):
+            if i:
+                out.append("\n")
+            out.append(f"{label:<{LABEL_W - 1}.{LABEL_W - 1}} ")
+            if fraction is None:
+                out.append(" " * (bar_w + PCT_W))
+            else:
+                style = self.get_component_rich_style(
+                    "run-progress--complete" if fraction >= 1 else "run-progress--bar", partial=True
+                )
+                out.append_text(bar(fraction, bar_w, Style(color=style.color), Style(color=style.bgcolor)))
+                out.append(f"{int(fraction * 100):>5}%")
+            out.append(f" {detail}")
+        return out
