@@ -73,7 +73,10 @@ class MetricsChart(Horizontal):
         if self._changed("acc-plot", tuple(acc)):
             plt = self._start("#acc-plot", "val accuracy %", "epoch")
             if acc:
-                plt.plot([a for a, _ in acc], [v for _, v in acc], marker="braille", color="green")
+                values = [v for _, v in acc]
+                plt.plot([a for a, _ in acc], values, marker="braille", color="green")
+                if max(values) - min(values) < 1:  # one point: plotext's own range runs past 100%
+                    plt.ylim(max(0.0, min(values) - 1), min(100.0, max(values) + 1))
                 if len(acc) <= 10:
                     plt.xticks([a for a, _ in acc])
             self.query_one("#acc-plot", PlotextPlot).refresh()
