@@ -47,6 +47,8 @@ async def test_progress_shows_both_lines_and_repaints_only_on_change(monkeypatch
         assert epoch_line.startswith("Epoch 1/2") and "50%" in epoch_line and "50/100  loss 0.5" in epoch_line
         assert "25%" in run_line and "50/200" in run_line and "ETA 0:15" in run_line
         assert len(epoch_line) <= 78 and epoch_line.index("%") == run_line.index("%")  # bars line up
+        widget.show(started, step, done=True)  # stopped half way: no ETA
+        assert widget.render().plain.split("\n")[1].endswith("ETA -")
         await pilot.pause()
 
 

@@ -56,7 +56,9 @@ class RunProgress(Widget):
             else:
                 epoch, step, epoch_step = progress.epoch, progress.step, progress.epoch_step
                 spe, total, loss = progress.steps_per_epoch, progress.total_steps, progress.loss
-                speed, eta = progress.samples_per_s, (0.0 if done else progress.eta_s)
+                speed, eta = progress.samples_per_s, progress.eta_s
+                if done:  # finished: nothing left; stopped or failed: no ETA to give
+                    eta = 0.0 if step >= total else None
             epochs = (started.epochs if started else 0) or max(1, total // max(spe, 1))
             lines = (
                 (f"Epoch {epoch + 1}/{epochs}", epoch_step / max(spe, 1), f"{epoch_step}/{spe}  loss {num(loss)}"),
