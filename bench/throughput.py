@@ -20,9 +20,9 @@ import argparse
 import asyncio
 import math
 import os
-import statistics
 import threading
 import time
+from statistics import median
 
 import torch
 from torch import nn
@@ -226,10 +226,6 @@ def engine_app(args, steps: int, runs_dir: str) -> float | None:
     finally:
         relay.Relay.__call__ = real_call
     return engine_rate(events)
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def paired(a: list[float], b: list[float]) -> float:

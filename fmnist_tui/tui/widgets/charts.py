@@ -82,7 +82,7 @@ class MetricsChart(Horizontal):
             self.query_one("#acc-plot", PlotextPlot).refresh()
 
     def _changed(self, plot_id: str, key: object) -> bool:
-        if self._drawn.get(plot_id, self) == key:
+        if plot_id in self._drawn and self._drawn[plot_id] == key:
             return False
         self._drawn[plot_id] = key
         return True
