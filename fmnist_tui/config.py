@@ -6,9 +6,11 @@ app's form and of `fmnist-tui run --help-keys`, so keep them short and useful.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from typing import Any, Literal
 
+from fmnist_tui.format import CONTROL
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 FASHION_TRAIN_SIZE = 60_000
@@ -20,6 +22,11 @@ PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 ACCELERATORS = ("auto", "cpu", "gpu")
 DATASETS = ("fashion-mnist", "synthetic")
 AUGMENTS = ("none", "flip", "crop_flip", "crop_flip_erase")
+
+
+# What a resume may change: how long and where to train, never what is trained.
+RESUMABLE = ("epochs", "description", "data_dir", "eval_batch_size", "accelerator", "precision", "devices",
+             "progress_hz", "stop_on_nan")  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -58,7 +65,7 @@ class RunConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
     """L2 penalty (decoupled for adamw)."""
     schedule: Literal["none", "onecycle", "cosine"] = "none"
-    """Learning-rate schedule, stepped every batch: none, onecycle or cosine."""
+    """Learning-rate schedule, stepped every batch: none, onecycle or cosine. A resume to a new epoch count fits the rest of it to the new end: the lr never jumps."""
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     """Label smoothing of the cross-entropy loss (0 = none)."""
     batch_size: int = Field(64, ge=1, le=65_536)
@@ -66,7 +73,7 @@ class RunConfig(BaseModel):
     eval_batch_size: int = Field(2048, ge=1, le=65_536)
     """Images per step for validation and test (larger is faster; no effect on results)."""
     epochs: int = Field(10, ge=1, le=10_000)
-    """Passes over the training split."""
+    """Passes over the training split (a resume may change it: see schedule)."""
 
     dataset: Literal["fashion-mnist", "synthetic"] = "fashion-mnist"
     """fashion-mnist (the real set) or synthetic (generated patterns, for demos and tests)."""
@@ -80,6 +87,10 @@ class RunConfig(BaseModel):
     """synthetic only: generated training-pool images (a fifth as many test images)."""
     normalize: bool = True
     """Standardise pixels with the training mean/std (the tutorial only scales to 0..1)."""
+    norm_mean: float | None = Field(None, ge=0.0, le=1.0)
+    """normalize only: pixel mean on the 0..1 scale; empty = the training split's, measured at start and recorded in the run."""
+    norm_std: float | None = Field(None, gt=0.0, le=1.0)
+    """normalize only: pixel standard deviation on the 0..1 scale; empty = the training split's, measured and recorded."""
     augment: Literal["none", "flip", "crop_flip", "crop_flip_erase"] = "none"
     """Training augmentation, per batch on the device: none, flip, crop_flip (pad-2 random crop + flip), crop_flip_erase (+ random erasing)."""
     tta_flip: bool = False
@@ -105,8 +116,23 @@ class RunConfig(BaseModel):
         # `precision = 32` in TOML is an int; accept it as "32".
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_home(cls, value: str) -> str:
+        # The same for a flag, --set, a preset and the form: "~/fm" is the home folder, never "./~/fm".
+        return os.path.expanduser(value)
+
+    @field_validator("name", "description", "data_dir")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if CONTROL.search(value):
+            raise ValueError("control characters (escape codes, line breaks) are not allowed")
+        return value
+
     @model_validator(mode="after")
     def _fits_the_data(self) -> "RunConfig":
+        if not self.normalize and (self.norm_mean is not None or self.norm_std is not None):
+            raise ValueError("norm_mean: norm_mean and norm_std apply only with normalize = true")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov: needs optimizer = sgd and momentum > 0")
         pool = FASHION_TRAIN_SIZE if self.dataset == "fashion-mnist" else self.synthetic_size
@@ -184,5 +210,16 @@ def with_overrides(config: RunConfig, overrides: dict[str, Any], source: str = "
     return make_config({**config.model_dump(), **overrides}, source)
 
 
+def check_resume_overrides(overrides: dict[str, Any]) -> None:
+    """A resume continues one run: it may train longer or elsewhere, not something else."""
+    refused = [k for k in overrides if k not in RESUMABLE]
+    if refused:
+        raise ConfigError(
+            f"--set {', '.join(refused)}: cannot change when resuming, it would change what is trained "
+            f"(start a new run instead); a resume may change {', '.join(RESUMABLE)}"
+        )
+
+
 def to_dict(config: RunConfig) -> dict[str, Any]:
-    return config.model_dump()
+    """The config as TOML can hold it: unset optional values (None) are left out."""
+    return {k: v for k, v in config.model_dump().items() if v is not None}

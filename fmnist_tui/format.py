@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 import math
+import re
+from typing import Any
+
+# Control and bidirectional-override characters: on a terminal they move the cursor, clear
+# the screen or reorder text. Anything read from a file is shown with them escaped.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(value: Any) -> str:
+    """Text from a file or an exception, safe to draw: '\\x1b[2J' stays those six characters."""
+    text = value if isinstance(value, str) else str(value)
+    return CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _number(value) -> bool:

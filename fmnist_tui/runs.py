@@ -1,21 +1,26 @@
 """The run store: one folder per run, the complete record of that run.
 
     <runs>/<YYYYmmdd-HHMMSS>-<preset>/
-        config.toml     resolved config, written before training starts
-        summary.json    status (running until the end), metrics, pid
-        metrics.csv     one row per training step, per epoch and for the test
-        checkpoints/    last.ckpt, best.ckpt
+        config.toml     the current resolved config, then one [[resume]] table per resume
+        summary.json    status and results; every test figure names its weights
+        metrics.csv     each step once, one row per epoch, the tests (see metrics.py)
+        checkpoints/    last.ckpt (end of the latest epoch, or the stop), best.ckpt
+        writer.lock     held (flock) by the one process writing the run, for its whole life
 
+"Is it running?" is "is writer.lock held?", never "is the pid alive?" (pids are reused).
 No torch, no textual: the app lists runs without importing either.
 """
 
 from __future__ import annotations
 
-import csv
+import fcntl
+import glob
 import json
 import os
+import socket
+import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,67 +28,76 @@ from typing import Any
 import tomli_w
 
 from fmnist_tui.config import RunConfig, to_dict
+from fmnist_tui.files import DiskFull, write_atomic
+from fmnist_tui.format import printable
 
-METRIC_COLUMNS = ("kind", "epoch", "step", "train_loss", "val_loss", "val_acc", "lr", "seconds", "test_loss", "test_acc")
-ENDED = ("finished", "stopped", "failed", "diverged", "interrupted")
+STATUSES = ("running", "finished", "stopped", "failed", "diverged", "interrupted")
+LOCK = "writer.lock"
+RESERVE = ".space-reserve"
+RESERVE_BYTES = 256 * 1024  # freed on a full disk so that summary.json can still say so
 
 
 class RunStoreError(RuntimeError):
     """The runs folder cannot be used (missing, unwritable, no such run)."""
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Temporary file in the same folder, fsync, rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+class RunLocked(RunStoreError):
+    """Another process is writing this run."""
 
 
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
+def lock_held(folder: Path) -> bool:
+    """True while some process holds the run's writer lock (the probe takes a shared lock for an instant)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fd = os.open(folder / LOCK, os.O_RDONLY)
+    except OSError:
+        return False  # no lock file: never written by a lock-holding writer, or not ours to read
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
         return False
-    except PermissionError:
+    except BlockingIOError:
         return True
-    return True
+    finally:
+        os.close(fd)
 
 
 @dataclass
 class RunInfo:
     path: Path
-    config: dict[str, Any]
+    config: dict[str, Any]  # as read from config.toml, without its history
     summary: dict[str, Any]
     problems: list[str]
+    history: list[dict[str, Any]] = field(default_factory=list)  # config.toml's [[resume]] tables
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return printable(self.path.name)
 
     @property
     def preset(self) -> str:
-        return str(self.config.get("name", "?"))
+        return printable(self.config.get("name", "?"))
 
     @property
     def status(self) -> str:
+        if lock_held(self.path):
+            return "running"
         status = self.summary.get("status")
-        if status == "running" and not _pid_alive(self.summary.get("pid")):
-            return "interrupted"  # the process died without writing its end
-        if status is None or self.problems:
+        if self.problems or status not in STATUSES:
             return "incomplete"
-        return str(status)
+        return "interrupted" if status == "running" else status  # it died without writing its end
 
     @property
     def started(self) -> str:
-        return str(self.summary.get("started", ""))
+        return printable(self.summary.get("started", ""))
 
     def get(self, key: str) -> Any:
+        """A summary value as stored (numbers may be anything: check before use)."""
         return self.summary.get(key)
+
+    def text(self, key: str) -> str:
+        """A summary value as text that is safe to draw ('' when missing)."""
+        value = self.summary.get(key)
+        return "" if value is None else printable(value)
 
     @property
     def last_checkpoint(self) -> Path:
@@ -91,83 +105,83 @@ class RunInfo:
 
 
 class RunDir:
-    """A run's folder, as the engine writes it."""
+    """A run's folder, as its one writer sees it."""
 
     def __init__(self, path: Path):
         self.path = path
         self.checkpoints = path / "checkpoints"
+        self._lock_file: Any = None
 
-    def write_config(self, config: RunConfig) -> None:
-        write_atomic(self.path / "config.toml", tomli_w.dumps(to_dict(config)))
+    # -- one writer ---------------------------------------------------------------------
+    def lock(self) -> None:
+        """Hold the writer lock until `unlock` or the process ends; RunLocked if another holds it."""
+        try:
+            file = open(self.path / LOCK, "a+", encoding="utf-8")  # a file object: closed (and unlocked) if dropped
+        except OSError as err:
+            raise RunStoreError(f"cannot take the writer lock of {printable(self.path)}: {err.strerror or err}") from None
+        for _ in range(20):  # ride over a reader's instant probe
+            try:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.05)
+        else:
+            file.seek(0)
+            holder = file.read(200).strip()
+            file.close()
+            raise RunLocked(f"run {printable(self.path.name)} is being written by another process "
+                            f"({printable(holder) or 'unknown'}): wait for it to end, or stop it first")  # fmt: skip
+        # Who holds it, for a person reading the file; the lock itself is the truth.
+        file.truncate(0)
+        file.write(f"pid {os.getpid()} on {socket.gethostname()} since {datetime.now():%Y-%m-%dT%H:%M:%S}\n")
+        file.flush()
+        self._lock_file = file
+
+    def unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing releases the flock
+            self._lock_file = None
+
+    # -- space for the last word --------------------------------------------------------
+    def reserve_space(self) -> None:
+        try:
+            (self.path / RESERVE).write_bytes(b"\0" * RESERVE_BYTES)
+        except OSError:
+            (self.path / RESERVE).unlink(missing_ok=True)  # too full already: the run will say so
+
+    def release_space(self) -> None:
+        try:
+            (self.path / RESERVE).unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    # -- the record -----------------------------------------------------------------------
+    def write_config(self, config: RunConfig, history: list[dict[str, Any]] | None = None) -> None:
+        values: dict[str, Any] = to_dict(config)
+        if history:
+            values["resume"] = history
+        write_atomic(self.path / "config.toml", tomli_w.dumps(values))
 
     def read_summary(self) -> dict[str, Any]:
         try:
-            return json.loads((self.path / "summary.json").read_text(encoding="utf-8"))
+            summary = json.loads((self.path / "summary.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
+        return summary if isinstance(summary, dict) else {}
 
     def write_summary(self, **fields: Any) -> dict[str, Any]:
+        """Merge `fields` into summary.json; a field given as None is removed."""
         summary = {**self.read_summary(), **fields}
+        summary = {k: v for k, v in summary.items() if v is not None}
         write_atomic(self.path / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
         return summary
 
-    def open_metrics(self) -> "MetricsWriter":
-        return MetricsWriter(self.path / "metrics.csv")
 
-
-class MetricsWriter:
-    """Appends rows to metrics.csv; a resumed run appends to the same file."""
-
-    def __init__(self, path: Path):
-        new = not path.exists() or path.stat().st_size == 0
-        self._file = open(path, "a", newline="", encoding="utf-8")
-        self._csv = csv.writer(self._file)
-        if new:
-            self._csv.writerow(METRIC_COLUMNS)
-
-    def steps(self, epoch: int, first_step: int, losses: list[float]) -> None:
-        for i, loss in enumerate(losses):
-            self._csv.writerow(("step", epoch, first_step + i, f"{loss:.6g}", "", "", "", "", "", ""))
-
-    def row(self, kind: str, **values: Any) -> None:
-        self._csv.writerow([kind, *(_fmt(values.get(c)) for c in METRIC_COLUMNS[1:])])
-        self.flush()
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def best_val_acc(epochs: list[dict[str, float]]) -> float | None:
-    accs = [e["val_acc"] for e in epochs if e.get("val_acc") == e.get("val_acc") and "val_acc" in e]
-    return max(accs) if accs else None
-
-
-def read_metrics(run_dir: Path) -> tuple[list[tuple[int, float]], list[dict[str, float]]]:
-    """(step, loss) pairs and epoch rows; a damaged file gives what could be read."""
-    steps: list[tuple[int, float]] = []
-    epochs: list[dict[str, float]] = []
-    try:
-        with open(run_dir / "metrics.csv", newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                try:
-                    if row["kind"] == "step":
-                        steps.append((int(row["step"]), float(row["train_loss"])))
-                    elif row["kind"] == "epoch":
-                        epochs.append({k: float(v) for k, v in row.items() if k != "kind" and v})
-                except (KeyError, TypeError, ValueError):
-                    continue
-    except (OSError, UnicodeDecodeError, csv.Error):
-        pass
-    return steps, epochs
+def read_config(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """config.toml as (config values, resume history); OSError or ValueError if unreadable."""
+    values = tomllib.loads((path / "config.toml").read_text(encoding="utf-8"))
+    history = values.pop("resume", [])
+    return values, history if isinstance(history, list) else []
 
 
 def _stamp(path: Path) -> tuple | None:
@@ -188,13 +202,15 @@ class RunStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"x" * 4096)
-            probe.unlink()
+            try:
+                probe.write_bytes(b"x" * 4096)
+            finally:
+                probe.unlink(missing_ok=True)
         except OSError as err:
             raise RunStoreError(f"runs folder {self.root} is not writable: {err.strerror or err}") from None
 
     def create(self, config: RunConfig) -> RunDir:
-        """A new folder that no other run has used, with config.toml and a 'running' summary."""
+        """A new folder that no other run has used, locked, with config.toml and a 'running' summary."""
         self.check_writable()
         stem = f"{datetime.now():%Y%m%d-%H%M%S}-{config.name}"
         for n in range(1, 1000):
@@ -207,9 +223,14 @@ class RunStore:
         else:
             raise RunStoreError(f"could not create a new run folder under {self.root}")
         run = RunDir(path)
-        run.checkpoints.mkdir()
-        run.write_config(config)
-        run.write_summary(status="running", pid=os.getpid(), started=datetime.now().isoformat(timespec="seconds"))
+        run.lock()
+        try:
+            run.checkpoints.mkdir()
+            run.write_config(config)
+            run.write_summary(status="running", pid=os.getpid(), started=datetime.now().isoformat(timespec="seconds"))
+        except DiskFull as err:
+            run.unlock()
+            raise RunStoreError(f"runs folder {self.root} is full: {err}") from None
         return run
 
     def info(self, path: Path) -> RunInfo:
@@ -224,9 +245,9 @@ class RunStore:
     def _read_info(self, path: Path) -> RunInfo:
         problems = []
         try:
-            config = tomllib.loads((path / "config.toml").read_text(encoding="utf-8"))
+            config, history = read_config(path)
         except (OSError, ValueError):
-            config, problems = {}, ["config.toml missing or unreadable"]
+            config, history, problems = {}, [], ["config.toml missing or unreadable"]
         try:
             summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
             if not isinstance(summary, dict):
@@ -234,7 +255,9 @@ class RunStore:
         except (OSError, ValueError):
             summary = {}
             problems.append("summary.json missing or unreadable")
-        return RunInfo(path, config, summary, problems)
+        if summary and summary.get("status") not in STATUSES:
+            problems.append(f"summary.json: unknown status {printable(summary.get('status'))!r}")
+        return RunInfo(path, config, summary, problems, history)
 
     def list(self) -> list[RunInfo]:
         """Every run folder, newest first (folder names start with the date)."""
@@ -250,11 +273,11 @@ class RunStore:
         path = Path(ref).expanduser()
         if path.is_dir() and (path / "config.toml").exists():
             return self.info(path)
-        matches = [p for p in self.root.glob(f"{ref}*") if p.is_dir()] if self.root.is_dir() else []
+        pattern = glob.escape(ref) + "*"
+        matches = [p for p in self.root.glob(pattern) if p.is_dir()] if self.root.is_dir() and ref else []
         exact = [p for p in matches if p.name == ref]
         if exact or len(matches) == 1:
             return self.info((exact or matches)[0])
         if not matches:
-            raise RunStoreError(f"no run {ref!r} in {self.root}")
-        raise RunStoreError(f"{ref!r} matches {len(matches)} runs; give more of the name")
-
+            raise RunStoreError(f"no run {printable(ref)!r} in {self.root}")
+        raise RunStoreError(f"{printable(ref)!r} matches {len(matches)} runs; give more of the name")

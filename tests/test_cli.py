@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,63 @@ def test_presets_lists_names_and_descriptions(tmp_path, tiny_preset):
 def test_help_does_not_import_torch():
     code = "import sys; from fmnist_tui.cli.main import build_parser; build_parser().format_help(); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_path_options_expand_home(tmp_path, tiny_preset):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home)}
+    listing = cli("runs", "--runs-dir=~/my-runs", env_extra=env)
+    assert listing.returncode == 0 and f"no runs in {home}/my-runs" in listing.stdout
+    shutil.copytree(tiny_preset, home / "presets")
+    presets = cli("presets", "--presets-dir=~/presets", env_extra=env)
+    assert "tiny" in presets.stdout and "not found" not in presets.stderr
+
+
+def test_text_from_run_files_is_shown_with_control_characters_escaped(tmp_path):
+    runs = tmp_path / "runs"
+    folder = runs / "20260101-000000-x\x1b[2J"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.toml").write_text('name = "evil\\u001b[2J\\u001b[H"\n')
+    (folder / "summary.json").write_text(json.dumps({"status": "\x1b[31mfinished", "started": "\x1b]0;title\x07"}))
+    result = cli("runs", "--runs-dir", str(runs))
+    assert result.returncode == 0
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "evil\\x1b[2J" in result.stdout and "-x\\x1b[2J" in result.stdout and "incomplete" in result.stdout
+
+
+def test_headless_output_escapes_control_characters():
+    from io import StringIO
+
+    from fmnist_tui.cli.headless import Printer
+    from fmnist_tui.engine.events import LogLine, RunEnded
+
+    out, err = StringIO(), StringIO()
+    printer = Printer(out=out, err=err)
+    printer(LogLine("WARNING", "x", "bad \x1b[2J file"))
+    printer(RunEnded("failed", "/runs/a\x1bb", 1.0, error="OSError: \x1b]0;pwned\x07"))
+    assert "\x1b" not in out.getvalue() + err.getvalue() and "\x07" not in out.getvalue()
+    assert "bad \\x1b[2J file" in err.getvalue() and "/runs/a\\x1bb" in out.getvalue()
+
+
+def test_the_printer_stops_printing_when_its_reader_goes_away():
+    from fmnist_tui.cli.headless import Printer
+    from fmnist_tui.engine.events import EpochEnd
+
+    class Closed:
+        def isatty(self):
+            return False
+
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            raise ValueError("no file")
+
+    printer = Printer(out=Closed(), err=Closed())
+    printer(EpochEnd(0, 10, 1.0, 1.0, 0.5, 1e-3, 1.0))  # raises nothing
+    printer(EpochEnd(1, 20, 1.0, 1.0, 0.5, 1e-3, 1.0))
+    assert printer.closed == {"out"}

@@ -87,3 +87,23 @@ def test_saved_preset_round_trips(tmp_path):
     path = save_preset(config, tmp_path)
     assert load_file(path) == config
     assert "batch_size" not in path.read_text()  # only what differs from the defaults
+
+
+def test_home_is_expanded_in_data_dir_wherever_it_comes_from(tmp_path, monkeypatch):
+    from fmnist_tui.tui.fields import validate
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    home = str(tmp_path)
+    assert make_config({"data_dir": "~/fm"}).data_dir == f"{home}/fm"  # a preset or config.toml
+    assert with_overrides(make_config({}), parse_set_items(["data_dir=~/fm"])).data_dir == f"{home}/fm"  # --set
+    assert validate({"data_dir": "~/fm"})[0].data_dir == f"{home}/fm"  # the form
+    preset = tmp_path / "p.toml"
+    preset.write_text('name = "p"\ndescription = "d"\ndata_dir = "~/fm"\n')
+    assert load_file(preset).data_dir == f"{home}/fm"
+    assert make_config({"data_dir": "data/~x"}).data_dir == "data/~x"  # only a leading ~ means home
+
+
+@pytest.mark.parametrize("key", ["description", "data_dir"])  # name: letters, digits, _ . - only
+def test_text_with_control_characters_is_refused(key):
+    with pytest.raises(ConfigError, match=f"{key}: control characters"):
+        make_config({key: "x\x1b[2Jy"}, "preset.toml")

@@ -80,7 +80,7 @@ def test_stop_mid_epoch_ends_within_a_step_and_resumes(tiny_config, tmp_path, mo
     monkeypatch.setattr(Classifier, "forward", real)
     assert end.status == "stopped" and not any(isinstance(e, EpochEnd) for e in events)
     ckpt = torch.load(end.checkpoint, map_location="cpu", weights_only=False)
-    assert ckpt["global_step"] == 19  # step 20 was not applied: stopped within that step
+    assert ckpt["global_step"] == 20  # the step being computed ends, the next one never starts
     assert json.loads(open(f"{end.run_dir}/summary.json").read())["status"] == "stopped"
 
     resumed, events = collect(None, tmp_path, resume=end.run_dir)
@@ -167,6 +167,9 @@ def test_unwritable_runs_folder_is_an_error_before_anything(tiny_config, tmp_pat
 
 def test_every_run_gets_a_new_folder(tiny_config, tmp_path):
     store = RunStore(tmp_path)
-    folders = {store.create(tiny_config).path for _ in range(3)}
-    assert len(folders) == 3
-    assert all(RunStore(tmp_path).info(p).status == "running" for p in folders)  # this process is alive
+    held = [store.create(tiny_config) for _ in range(3)]
+    assert len({r.path for r in held}) == 3
+    assert all(RunStore(tmp_path).info(r.path).status == "running" for r in held)  # their writer locks are held
+    for r in held:
+        r.unlock()
+    assert all(RunStore(tmp_path).info(r.path).status == "interrupted" for r in held)  # "running", but nobody writes

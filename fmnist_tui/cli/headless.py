@@ -6,6 +6,7 @@ into a cooperative stop: the run saves its checkpoint and records how it ended.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -19,7 +20,7 @@ from fmnist_tui.engine.events import (
     StepProgress,
 )
 from fmnist_tui.engine.stop import StopRequest
-from fmnist_tui.format import clock, pct
+from fmnist_tui.format import clock, num, pct, printable
 
 EXIT_CODES = {"finished": 0, "stopped": 130, "interrupted": 143, "failed": 1, "diverged": 1}
 
@@ -34,13 +35,28 @@ class Printer:
         self._last = 0.0
         self._pending_cr = False
         self.epochs = 0
+        self.closed: set[str] = set()  # "out", "err": a reader went away (`| head -1`)
+
+    def _write(self, name: str, text: str) -> None:
+        """Never raises: the run must not end because nobody reads its output any more."""
+        if name in self.closed:
+            return
+        stream = self.out if name == "out" else self.err
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):  # EPIPE, a closed file
+            self.closed.add(name)
+            try:  # Python would report the pipe again when it flushes at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            except (OSError, ValueError):
+                pass
 
     def _line(self, text: str) -> None:
         if self._pending_cr:  # end the live progress line first
-            self.out.write("\r\x1b[2K")
+            self._write("out", "\r\x1b[2K")
             self._pending_cr = False
-        self.out.write(text + "\n")
-        self.out.flush()
+        self._write("out", text + "\n")
 
     def __call__(self, event) -> None:
         if isinstance(event, StepProgress):
@@ -51,8 +67,7 @@ class Printer:
             text = (f"  epoch {event.epoch + 1}/{self.epochs} step {event.epoch_step}/{event.steps_per_epoch} "
                     f"loss {event.loss:.4f} {event.samples_per_s:,.0f} samples/s ETA {clock(event.eta_s)}")  # fmt: skip
             if self.tty:
-                self.out.write("\r\x1b[2K" + text)
-                self.out.flush()
+                self._write("out", "\r\x1b[2K" + text)
                 self._pending_cr = True
             else:
                 self._line(text)
@@ -63,26 +78,31 @@ class Printer:
         elif isinstance(event, RunStarted):
             self.epochs = event.epochs
             resumed = f", resuming at epoch {event.start_epoch + 1}" if event.start_step else ""
-            self._line(f"run {event.run_dir}\ndevice {event.device}; {event.epochs} epochs x "
+            self._line(f"run {printable(event.run_dir)}\ndevice {event.device}; {event.epochs} epochs x "
                        f"{event.steps_per_epoch} steps{resumed}")  # fmt: skip
         elif isinstance(event, LogLine):
             if self.verbose or event.level in ("WARNING", "ERROR", "CRITICAL"):
-                print(f"{event.level.lower()}: {event.text}", file=self.err, flush=True)
+                self._write("err", f"{event.level.lower()}: {printable(event.text)}\n")
         elif isinstance(event, RunEnded):
             self._line(summary_text(event))
 
 
 def summary_text(e: RunEnded) -> str:
+    """The end of a run; every test figure says which weights it is of (epochs counted from 1)."""
     if e.status == "finished":
-        head = f"finished: test_acc {pct(e.test_acc)}  test_loss {e.test_loss:.4f}  best_val_acc {pct(e.best_val_acc)}"
+        weights = f" ({e.test_checkpoint}, epoch {e.test_epoch + 1})" if e.test_epoch is not None else ""
+        head = f"finished: test_acc {pct(e.test_acc)}{weights}  test_loss {num(e.test_loss)}  best_val_acc {pct(e.best_val_acc)}"
     else:
         head = f"{e.status}: best_val_acc {pct(e.best_val_acc)}"
     lines = [f"{head}  time {clock(e.duration_s)}"]
+    if e.status == "finished" and e.last_test_acc is not None:
+        epoch = f" (epoch {e.last_test_epoch + 1})" if e.last_test_epoch is not None else ""
+        lines.append(f"last weights{epoch}: test_acc {pct(e.last_test_acc)}  test_loss {num(e.last_test_loss)}")
     if e.error:
-        lines.append(f"error: {e.error}")
+        lines.append(f"error: {printable(e.error)}")
     if e.checkpoint:
-        lines.append(f"checkpoint {e.checkpoint}")
-    lines.append(f"run folder {e.run_dir}")
+        lines.append(f"checkpoint {printable(e.checkpoint)}")
+    lines.append(f"run folder {printable(e.run_dir)}")
     return "\n".join(lines)
 
 
@@ -103,7 +123,7 @@ def run_headless(args, overrides: dict) -> int:
     if args.preset:
         found = load_presets(args.presets_dir)
         for problem in found.errors:
-            print(f"warning: {problem}", file=sys.stderr)
+            print(f"warning: {printable(problem)}", file=sys.stderr)
         config = found.get(args.preset)
     from fmnist_tui.engine.runner import (
         run,  # torch and Lightning load here, after input is checked
@@ -119,6 +139,8 @@ def run_headless(args, overrides: dict) -> int:
                                  data_dir=args.data_dir, resume=args.resume, overrides=overrides)  # fmt: skip
         except (ConfigError, RunStoreError) as err:
             outcome["error"] = str(err)
+        except Exception as err:  # noqa: BLE001 - a bug outside the engine's own reporting: one line, exit 1
+            outcome["crash"] = f"{type(err).__name__}: {err}"
 
     worker = threading.Thread(target=target, name="fmnist-train")
     worker.start()
@@ -126,4 +148,7 @@ def run_headless(args, overrides: dict) -> int:
         worker.join(0.2)
     if "error" in outcome:
         return error(outcome["error"])
+    if "crash" in outcome:
+        error(outcome["crash"])
+        return 1
     return EXIT_CODES.get(outcome["end"].status, 1)

@@ -12,12 +12,17 @@ from fmnist_tui.config import ConfigError, parse_set_items
 EXIT_BAD_INPUT = 2
 
 
+def user_path(text: str) -> Path:
+    """A folder option: "~" is the home folder wherever it is written (also inside --opt=~/x)."""
+    return Path(text).expanduser()
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value (repeatable), e.g. --set lr=0.01 --set model=cnn")  # fmt: skip
-    p.add_argument("--data-dir", help="Fashion-MNIST folder (default: $FMNIST_TUI_DATA_DIR or the per-user data folder)")
-    p.add_argument("--runs-dir", help="runs folder (default: $FMNIST_TUI_RUNS_DIR or the per-user runs folder)")
-    p.add_argument("--presets-dir", action="append", default=[], type=Path, metavar="DIR",
+    p.add_argument("--data-dir", type=user_path, help="Fashion-MNIST folder (default: $FMNIST_TUI_DATA_DIR or the per-user data folder)")
+    p.add_argument("--runs-dir", type=user_path, help="runs folder (default: $FMNIST_TUI_RUNS_DIR or the per-user runs folder)")
+    p.add_argument("--presets-dir", action="append", default=[], type=user_path, metavar="DIR",
                    help="also read presets from DIR (repeatable)")  # fmt: skip
 
 
@@ -40,17 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="also print Lightning's info messages")
 
     presets = sub.add_parser("presets", help="list presets and their descriptions")
-    presets.add_argument("--presets-dir", action="append", default=[], type=Path, metavar="DIR")
+    presets.add_argument("--presets-dir", action="append", default=[], type=user_path, metavar="DIR")
 
     runs = sub.add_parser("runs", help="list runs with their status and best metrics")
-    runs.add_argument("--runs-dir", help="runs folder")
+    runs.add_argument("--runs-dir", type=user_path, help="runs folder")
 
     sub.add_parser("keys", help="list every config key with its help text")
     return parser
 
 
 def error(message: str) -> int:
-    print(f"fmnist-tui: error: {message}", file=sys.stderr)
+    from fmnist_tui.format import printable
+
+    try:
+        print(f"fmnist-tui: error: {printable(message)}", file=sys.stderr)
+    except (OSError, ValueError):
+        pass  # stderr is closed: the exit code still says it
     return EXIT_BAD_INPUT
 
 
@@ -77,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_presets(args) -> int:
+    from fmnist_tui.format import printable
     from fmnist_tui.presets import load_presets
 
     found = load_presets(args.presets_dir)
@@ -84,18 +95,18 @@ def cmd_presets(args) -> int:
     for name, preset in found.presets.items():
         print(f"{name:<{width}}  {preset.config.description}")
     for problem in found.errors:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(f"warning: {printable(problem)}", file=sys.stderr)
     return 0 if found.presets else 1
 
 
 def cmd_runs(args) -> int:
-    from fmnist_tui.format import clock, pct
+    from fmnist_tui.format import clock, pct, printable
     from fmnist_tui.runs import RunStore
 
     store = RunStore(paths.runs_dir(args.runs_dir))
     runs = store.list()
     if not runs:
-        print(f"no runs in {store.root}")
+        print(f"no runs in {printable(store.root)}")
         return 0
     width = max(len(r.name) for r in runs)
     print(f"{'RUN':<{width}}  {'PRESET':<12} {'STATUS':<11} {'BEST VAL':>8} {'TEST':>7} {'TIME':>8}")

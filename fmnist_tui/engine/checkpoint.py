@@ -1,26 +1,116 @@
-"""Checkpoints written atomically inside the run folder.
+"""Checkpoints: last.ckpt at the end of every epoch and at a stop, best.ckpt at each new best.
 
-Lightning's default writes through a temporary file elsewhere and moves it; across
-filesystems that move is a copy that a kill can leave half-done. Here the temporary
-file sits next to the target, and a rename (atomic on one filesystem) publishes it.
+Lightning's ModelCheckpoint is not used: with `monitor=val_acc, save_last=True` it rewrote
+last.ckpt only in an epoch where it also saved a new best, so last.ckpt stayed at the best
+epoch; and its best is forgotten when the run folder moves. RunCheckpoints saves after the
+Reporter has written the epoch's rows, so a checkpoint never holds steps the record lacks.
+
+Writes are atomic next to the target (Lightning's default writes to a temporary file
+elsewhere and moves it, a copy across filesystems that a kill leaves half-done), and the
+checkpoint is serialised in memory first: torch.save straight to a full disk only says
+"unexpected pos 704 vs 598", while a plain write says ENOSPC, which becomes DiskFull.
 """
 
 from __future__ import annotations
 
+import io
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.trainer.states import TrainerFn
+
+from fmnist_tui.engine.reporter import StopRun
+from fmnist_tui.files import write_atomic
+from fmnist_tui.runs import RunStoreError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, buffer.getvalue())
+
+
+class RunCheckpoints(pl.Callback):
+    def __init__(self, folder: Path) -> None:
+        self.last, self.best = folder / "last.ckpt", folder / "best.ckpt"
+        self.best_acc = -math.inf
+        self.best_epoch: int | None = None  # 0-based, as in metrics.csv
+        self.best_step: int | None = None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        acc = float(trainer.callback_metrics.get("val_acc", math.nan))
+        improved = acc > self.best_acc  # strictly, as ModelCheckpoint; NaN never improves
+        if improved:  # before saving: last.ckpt then carries this state too
+            self.best_acc, self.best_epoch, self.best_step = acc, trainer.current_epoch, trainer.global_step
+        trainer.save_checkpoint(self.last)
+        if improved:
+            publish_copy(self.last, self.best)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # A stop during fit keeps the exact step; during the test the weights may be best.ckpt's.
+        if isinstance(exception, StopRun) and trainer.state.fn == TrainerFn.FITTING:
+            trainer.save_checkpoint(self.last)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        if trainer.state.fn == TrainerFn.FITTING and trainer.validating:
+            # A stop inside validation. The metrics' partial sums are not in a checkpoint, and Lightning
+            # would carry on after the batches already seen (or skip validation): mark it as started
+            # with no batch done, so the resumed run validates the epoch again from the start.
+            progress = checkpoint["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"]
+            for counts in (progress["total"], progress["current"]):
+                counts.update(ready=1, started=1, processed=0, completed=0)
+            progress["is_last_batch"] = False
+
+    def state_dict(self) -> dict:
+        return {"best_acc": self.best_acc, "best_epoch": self.best_epoch, "best_step": self.best_step}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best_acc = state_dict.get("best_acc", -math.inf)
+        self.best_epoch, self.best_step = state_dict.get("best_epoch"), state_dict.get("best_step")
+
+
+def publish_copy(source: Path, target: Path) -> None:
+    """`target` becomes a copy of `source`, atomically: a hard link (no bytes written) where it can."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # a filesystem without hard links
+        write_atomic(target, source.read_bytes())
+        return
+    os.replace(tmp, target)
+
+
+@dataclass(frozen=True)
+class Point:
+    """Where a checkpoint stands in its run."""
+
+    step: int  # optimiser steps done
+    epoch: int  # 0-based epoch it was saved in (or at the end of)
+    epochs_recorded: int | None  # epoch rows written when it was saved (None: an older checkpoint)
+    schedule_end: int | None = None  # the step its lr schedule ends at (None: no schedule)
+
+
+def read_point(path: Path) -> Point:
+    """A checkpoint's position, or RunStoreError: a truncated file makes Lightning raise mid-start,
+    a missing one makes it start over silently."""
+    if not path.is_file():
+        raise RunStoreError(f"{path} does not exist: nothing to resume from")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        if "state_dict" not in ckpt:
+            raise ValueError("no state_dict")
+        reporter = ckpt.get("callbacks", {}).get("Reporter", {})
+        schedulers = ckpt.get("lr_schedulers") or [{}]
+        end = schedulers[0].get("end_step", schedulers[0].get("total_steps", schedulers[0].get("T_max")))
+        return Point(int(ckpt["global_step"]), int(ckpt["epoch"]), reporter.get("epochs_recorded"), end)
+    except Exception as err:
+        raise RunStoreError(f"{path} is not a usable checkpoint ({type(err).__name__}: {err})") from None

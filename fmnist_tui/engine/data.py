@@ -25,6 +25,15 @@ log = logging.getLogger("fmnist_tui.data")
 STEPS_PER_CALL = 8  # optimiser steps per Lightning training_step call (see StepGroups)
 
 
+def position_seed(seed: int, *position: int | str) -> int:
+    """A seed for one place in a run (a batch, a step): the same there whatever came before,
+    so a run stopped and resumed anywhere draws exactly the random numbers it would have."""
+    value = seed
+    for part in position:
+        value = (value * 1_000_003 + (part if isinstance(part, int) else sum(map(ord, part)))) % (2**63 - 1)
+    return value
+
+
 def download(root: Path) -> None:
     """Fetch through torchvision; any failure becomes one DataError saying what to do."""
     looked = " and ".join(str(p) for p in candidate_folders(root))
@@ -83,12 +92,15 @@ def make_synthetic(size: int, seed: int) -> dict[str, torch.Tensor]:
 class DeviceBatches:
     """One epoch of (images, labels) batches sliced from device tensors; re-iterable."""
 
-    def __init__(self, images, labels, batch_size: int, prepare, shuffle: bool, seed: int, position_fn=None):
+    def __init__(self, images, labels, batch_size: int, prepare, shuffle: bool, seed: int, position_fn=None,
+                 seeded: bool = False):  # fmt: skip
         self.images, self.labels = images, labels
         self.batch_size, self.prepare, self.shuffle = batch_size, prepare, shuffle
         # position_fn() -> (epoch, batches already done in it). The permutation depends on
-        # (seed, epoch) only, so a run resumed mid-epoch carries on where it stopped.
-        self.seed, self.position_fn, self.calls = seed, position_fn, 0
+        # (seed, epoch) only, so a run resumed mid-epoch carries on where it stopped; with
+        # `seeded`, so does the augmentation of each batch (it draws from the global RNG).
+        self.seed, self.position_fn, self.calls, self.seeded = seed, position_fn, 0, seeded
+        self.start = 0  # the batch the last iteration started at
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)
@@ -102,7 +114,10 @@ class DeviceBatches:
         else:
             order = None
         self.calls += 1
+        self.start = done
         for start in range(done * self.batch_size, n, self.batch_size):
+            if self.seeded:
+                torch.manual_seed(position_seed(self.seed, "batch", epoch, start // self.batch_size))
             if order is None:
                 x, y = self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
             else:
@@ -126,10 +141,15 @@ class StepGroups:
         return math.ceil(len(self.batches) / self.k)
 
     def __iter__(self):
-        group = []
+        # Groups keep their places in the epoch when a resume starts mid-group: Lightning counts
+        # groups, and validates at the end only if the count comes out right.
+        group, index = [], None
         for batch in self.batches:
+            if index is None:
+                index = getattr(self.batches, "start", 0)
             group.append(batch)
-            if len(group) == self.k:
+            index += 1
+            if index % self.k == 0:
                 yield group
                 group = []
         if group:
@@ -207,9 +227,10 @@ class FashionData(pl.LightningDataModule):
             "val_x": pool_x[val_idx], "val_y": pool_y[val_idx],
             "test_x": raw["test_images"], "test_y": raw["test_labels"],
         }  # fmt: skip
-        if c.normalize:
+        if c.normalize:  # the config's values if set (a resumed run's are), else the training split's
             pixels = self._cpu["train_x"].float() / 255
-            self.mean, self.std = pixels.mean().item(), pixels.std().item()
+            self.mean = c.norm_mean if c.norm_mean is not None else pixels.mean().item()
+            self.std = c.norm_std if c.norm_std is not None else pixels.std().item()
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -250,7 +271,8 @@ class FashionData(pl.LightningDataModule):
         if self.trainer is not None:
             trainer, steps = self.trainer, self.config.steps_per_epoch
             position = lambda: (trainer.current_epoch, max(0, trainer.global_step - trainer.current_epoch * steps))  # noqa: E731
-        batches = DeviceBatches(x, y, self.config.batch_size, self._prepare(True), True, self.config.seed, position)
+        batches = DeviceBatches(x, y, self.config.batch_size, self._prepare(True), True, self.config.seed, position,
+                                seeded=self.augment is not None)  # fmt: skip
         return StepGroups(batches, STEPS_PER_CALL)
 
     def _eval(self, split: str):

@@ -61,13 +61,22 @@ class LogLine:
 
 @dataclass(frozen=True)
 class RunEnded:
+    """How a run (or one more segment of it) ended. Test figures name their weights: `test_*`
+    are best.ckpt's (the checkpoint of the best validation accuracy), `last_test_*` the final
+    weights' when those differ. Epochs are 0-based, as in metrics.csv."""
+
     status: Status
     run_dir: str
-    duration_s: float
+    duration_s: float  # training time from the record: every epoch, across resumes, and the tests
     best_val_acc: float | None = None
     test_acc: float | None = None
     test_loss: float | None = None
-    checkpoint: str | None = None
+    test_checkpoint: str | None = None  # "best.ckpt", or "last.ckpt" when no epoch was validated
+    test_epoch: int | None = None
+    last_test_acc: float | None = None
+    last_test_loss: float | None = None
+    last_test_epoch: int | None = None
+    checkpoint: str | None = None  # the file to use (finished: best.ckpt) or to resume from (last.ckpt)
     error: str | None = None  # a message a person can read; details are in the log
 
 

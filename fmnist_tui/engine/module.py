@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,8 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from fmnist_tui.config import RunConfig, make_config
-from fmnist_tui.engine import models
+from fmnist_tui.engine import models, schedule
+from fmnist_tui.engine.data import position_seed
 
 
 def uses_channels_last(config: RunConfig, device: torch.device) -> bool:
@@ -28,6 +31,17 @@ class Classifier(pl.LightningModule):
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc = MulticlassAccuracy(num_classes=10, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=10, average="micro")
+        self.step_losses: list[torch.Tensor] = []  # device scalars of the steps since the Reporter's last tick
+        # Dropout draws from the global RNG: seeding it from the step number makes step k the same
+        # whether the run went straight through or was stopped and resumed anywhere before it.
+        self.seed_steps = self.config.dropout > 0
+        # Called before each step touches anything (batch-norm statistics change in the forward pass),
+        # so a stop leaves the weights exactly as after the previous step. The Reporter sets its stop check.
+        self.before_step: Callable[[], None] = lambda: None
+
+    def take_losses(self) -> list[torch.Tensor]:
+        losses, self.step_losses = self.step_losses, []
+        return losses
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -59,16 +73,18 @@ class Classifier(pl.LightningModule):
         # With no loss scaling to do, manual_backward only adds two hook dispatches per step:
         # a tenth of a millisecond, much of a small model's step on a GPU.
         backward = torch.Tensor.backward if getattr(self.trainer.precision_plugin, "scaler", None) is None else self.manual_backward
-        losses = []
         for x, y in batches:
+            self.before_step()
+            if self.seed_steps:
+                torch.manual_seed(position_seed(self.config.seed, "step", self.trainer.global_step))
             loss = F.cross_entropy(self(x), y, label_smoothing=self.config.label_smoothing)
             opt.zero_grad(set_to_none=True)
             backward(loss)
-            opt.step()  # runs the callbacks' on_before_optimizer_step: the Reporter's stop check
+            opt.step()
             if sched is not None:
                 sched.step()
-            losses.append(loss.detach())
-        return {"losses": torch.stack(losses), "samples": sum(y.shape[0] for _, y in batches)}
+            self.step_losses.append(loss.detach())
+        return {"samples": sum(y.shape[0] for _, y in batches)}
 
     def _evaluate(self, batch, loss_metric, acc_metric):
         x, y = batch
@@ -103,11 +119,8 @@ class Classifier(pl.LightningModule):
             opt = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay, **fused)
         else:
             opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, **fused)
-        if c.schedule == "none":
+        # A resume with another epoch count fits the rest of the schedule to the new end (schedule.py).
+        sched = schedule.build(c.schedule, opt, c.lr, c.epochs * c.steps_per_epoch)
+        if sched is None:
             return opt
-        total = c.epochs * c.steps_per_epoch
-        if c.schedule == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=c.lr, total_steps=total)
-        else:
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

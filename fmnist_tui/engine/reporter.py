@@ -1,7 +1,10 @@
 """The Lightning callback that reports progress, writes metrics.csv and stops on request.
 
-The loss of every step is kept on the device and read once per throttle tick, so the
-training loop never waits on a device sync more than `progress_hz` times a second.
+The losses of the steps stay on the device (the module collects them) and are read once
+per throttle tick, so the training loop waits on a device sync at most `progress_hz`
+times a second. Every step's loss reaches metrics.csv before any checkpoint that holds
+the step is saved, and an epoch's train_loss is the exact mean of its recorded steps
+(math.fsum: the same value however the epoch was split by stops and resumes).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 
 from fmnist_tui.engine.events import EpochEnd, RunStarted, Sink, StepProgress
-from fmnist_tui.runs import MetricsWriter
+from fmnist_tui.metrics import Carried, MetricsWriter
 
 
 class StopRun(Exception):
@@ -27,31 +30,37 @@ class Diverged(Exception):
 
 class Reporter(pl.Callback):
     def __init__(self, sink: Sink, stop_event: threading.Event, metrics: MetricsWriter, run_dir: str,
-                 device: str, hz: float, stop_on_nan: bool, last_ckpt: str):  # fmt: skip
+                 device: str, hz: float, stop_on_nan: bool, carried: Carried | None = None):  # fmt: skip
         self.sink, self.stop_event, self.metrics = sink, stop_event, metrics
-        self.run_dir, self.device, self.last_ckpt = run_dir, device, last_ckpt
+        self.run_dir, self.device = run_dir, device
         self.interval, self.stop_on_nan = 1.0 / hz, stop_on_nan
-        self._losses: list[torch.Tensor] = []  # device tensors since the last tick
+        self.carried = carried  # the record of the epoch a resume starts in
+        self.epochs_recorded = carried.epoch if carried else 0  # saved in checkpoints: which epoch rows they hold
         self._samples = 0
-        self._epoch_sum, self._epoch_n = 0.0, 0
+        self._epoch_losses: list[float] = []
+        self._epoch_before = 0.0  # seconds the epoch took before this process resumed it
+
+    def state_dict(self) -> dict:
+        return {"epochs_recorded": self.epochs_recorded}
 
     # -- stop ------------------------------------------------------------------
     def _check_stop(self) -> None:
         if self.stop_event.is_set():
             raise StopRun("stopped by request")
 
-    def on_exception(self, trainer, pl_module, exception):
-        if isinstance(exception, StopRun):
-            trainer.save_checkpoint(self.last_ckpt)
-
-    def on_before_optimizer_step(self, *args, **kwargs):
-        self._check_stop()  # before every optimiser step, even inside a group of steps
-
     def on_validation_batch_end(self, *args, **kwargs):
         self._check_stop()
 
     def on_test_batch_end(self, *args, **kwargs):
         self._check_stop()
+
+    def on_exception(self, trainer, pl_module, exception):
+        # The steps taken since the last tick are in the weights a stop saves next: record them first.
+        if trainer.state.fn == "fit":
+            try:
+                self._tick(trainer, pl_module, time.perf_counter(), report=False, check=False)
+            except Exception:  # noqa: BLE001 - e.g. the disk is full: the first error is the one to report
+                pass
 
     # -- progress --------------------------------------------------------------
     def on_train_start(self, trainer, pl_module):
@@ -60,33 +69,39 @@ class Reporter(pl.Callback):
         self.total_steps = self.steps_per_epoch * trainer.max_epochs
         self.start_step = trainer.global_step
         self.start_time = self._epoch_start = self._tick_time = time.perf_counter()
+        pl_module.before_step = self._check_stop  # before every step, even inside a group of steps
+        if self.carried is not None and self.carried.epoch == trainer.current_epoch:
+            self._epoch_losses, self._epoch_before = list(self.carried.losses), self.carried.seconds
         self.sink(RunStarted(self.run_dir, self.device, trainer.max_epochs, self.steps_per_epoch,
                              self.total_steps, trainer.current_epoch, trainer.global_step))  # fmt: skip
 
     def on_train_epoch_start(self, trainer, pl_module):
         # Not called when resuming mid-epoch: on_train_start set the clocks then.
-        self._epoch_sum, self._epoch_n = 0.0, 0
+        self._epoch_losses, self._epoch_before = [], 0.0
         self._epoch_start = self._tick_time = time.perf_counter()
         self._samples = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self._losses.append(outputs["losses"])
         self._samples += outputs["samples"]  # host-side shapes: no sync
         now = time.perf_counter()
         if now - self._tick_time >= self.interval:
-            self._tick(trainer, now)
+            self._tick(trainer, pl_module, now)
 
-    def _tick(self, trainer, now: float) -> None:
-        if not self._losses:
+    def _epoch_seconds(self, now: float) -> float:
+        return self._epoch_before + now - self._epoch_start
+
+    def _tick(self, trainer, pl_module, now: float, report: bool = True, check: bool = True) -> None:
+        pending = pl_module.take_losses()
+        if not pending:
             return
-        losses = torch.cat(self._losses).float().cpu().tolist()  # the one sync per tick
-        self._losses.clear()
+        losses = torch.stack(pending).float().cpu().tolist()  # the one sync per tick
         first = trainer.global_step - len(losses) + 1
-        self.metrics.steps(trainer.current_epoch, first, losses)
-        if self.stop_on_nan and not all(math.isfinite(v) for v in losses):
+        self.metrics.steps(trainer.current_epoch, first, losses, self._epoch_seconds(now))
+        self._epoch_losses.extend(losses)
+        if check and self.stop_on_nan and not all(math.isfinite(v) for v in losses):
             raise Diverged(f"training loss is {next(v for v in losses if not math.isfinite(v))} at step {first}")
-        self._epoch_sum += sum(losses)
-        self._epoch_n += len(losses)
+        if not report:
+            return
         done = trainer.global_step - self.start_step
         elapsed = now - self.start_time
         self.sink(StepProgress(
@@ -99,17 +114,21 @@ class Reporter(pl.Callback):
         self._tick_time, self._samples = now, 0
 
     def on_validation_start(self, trainer, pl_module):
-        if trainer.state.fn == "fit" and self._losses:
-            self._tick(trainer, time.perf_counter())
+        if trainer.state.fn == "fit":
+            self._tick(trainer, pl_module, time.perf_counter())
 
     def on_train_epoch_end(self, trainer, pl_module):
-        self._tick(trainer, time.perf_counter())
+        # Runs before RunCheckpoints saves this epoch (callbacks run in list order).
+        now = time.perf_counter()
+        self._tick(trainer, pl_module, now)
         metrics = trainer.callback_metrics
+        losses = self._epoch_losses
         row = dict(
             epoch=trainer.current_epoch, step=trainer.global_step,
-            train_loss=self._epoch_sum / max(self._epoch_n, 1),
+            train_loss=math.fsum(losses) / len(losses) if losses else math.nan,
             val_loss=float(metrics.get("val_loss", math.nan)), val_acc=float(metrics.get("val_acc", math.nan)),
-            lr=float(trainer.optimizers[0].param_groups[0]["lr"]), seconds=time.perf_counter() - self._epoch_start,
+            lr=float(trainer.optimizers[0].param_groups[0]["lr"]), seconds=round(self._epoch_seconds(now), 3),
         )  # fmt: skip
         self.metrics.row("epoch", **row)
+        self.epochs_recorded = trainer.current_epoch + 1
         self.sink(EpochEnd(**row))

@@ -1,8 +1,9 @@
-"""`run(config, sink, stop_event)`: one training run, fit then test, reported as events.
+"""`run(config, sink, stop_event)`: one training run, or one more segment of it, fit then test.
 
 No UI here. The headless CLI and the app are two sinks over this function.
-Errors before the run folder exists (unwritable runs folder, bad resume) raise;
-everything after ends in a RunEnded event and a summary.json saying how it ended.
+Errors before anything is written (unwritable runs folder, a run another process is
+writing, a bad resume) raise; everything after ends in a RunEnded event and a
+summary.json saying how it ended. The process holds the run's writer lock throughout.
 """
 
 from __future__ import annotations
@@ -13,14 +14,20 @@ import os
 import threading
 import time
 import traceback
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from fmnist_tui import paths
-from fmnist_tui.config import RunConfig, make_config, with_overrides
+from fmnist_tui.config import ConfigError, RunConfig, check_resume_overrides, make_config, with_overrides
 from fmnist_tui.engine.events import LogLine, RunEnded, Sink
 from fmnist_tui.engine.logs import route_logs
 from fmnist_tui.engine.stop import reason_of
-from fmnist_tui.runs import RunDir, RunStore, RunStoreError, best_val_acc, read_metrics
+from fmnist_tui.files import DiskFull
+from fmnist_tui.format import printable
+from fmnist_tui.metrics import FILE as METRICS
+from fmnist_tui.metrics import MetricsWriter, best_val_acc, read_rows, recorded_seconds, restart_at
+from fmnist_tui.runs import RunDir, RunStore, RunStoreError
 
 log = logging.getLogger("fmnist_tui.engine")
 
@@ -40,27 +47,68 @@ def device_description(accelerator: str = "auto") -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
-def check_checkpoint(path: Path) -> None:
-    """A truncated checkpoint makes Lightning raise mid-start; a missing one makes it start over silently."""
-    import torch
+@dataclass
+class Segment:
+    """What this process trains: a new run, or more of one (`resume_from` set)."""
 
-    if not path.is_file():
-        raise RunStoreError(f"{path} does not exist: nothing to resume from")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        if "state_dict" not in ckpt:
-            raise ValueError("no state_dict")
-    except Exception as err:
-        raise RunStoreError(f"{path} is not a usable checkpoint ({type(err).__name__}: {err})") from None
+    run_dir: RunDir  # locked by this process
+    config: RunConfig
+    resume_from: Path | None = None
+    step: int = 0  # where the checkpoint stands
+    epochs_recorded: int = 0  # the epoch rows it holds
+    history: list[dict] = field(default_factory=list)  # config.toml's [[resume]] tables, this one last
+    previous: dict = field(default_factory=dict)  # summary.json before this segment
+    notes: list[str] = field(default_factory=list)  # warnings for the log once the run starts
 
 
-def prepare_resume(store: RunStore, ref: str, overrides: dict) -> tuple[RunDir, RunConfig, Path]:
+def open_new(store: RunStore, config: RunConfig, data_dir: str | os.PathLike | None) -> Segment:
+    # --data-dir beats the config's data_dir, which beats $FMNIST_TUI_DATA_DIR and the default.
+    data = str(paths.data_dir(data_dir)) if data_dir else (config.data_dir or str(paths.data_dir()))
+    config = with_overrides(config, {"data_dir": data}, "data folder")
+    return Segment(store.create(config), config)
+
+
+def open_resume(store: RunStore, ref: str, overrides: dict, data_dir: str | os.PathLike | None) -> Segment:
+    """Lock the run and check that it can go on as asked; nothing is written yet."""
+    from fmnist_tui.engine.checkpoint import read_point
+
     info = store.find(ref)
-    if not info.config:
-        raise RunStoreError(f"{info.path}: config.toml is missing or unreadable")
-    config = with_overrides(make_config(info.config, str(info.path / "config.toml")), overrides)
-    check_checkpoint(info.last_checkpoint)
-    return RunDir(info.path), config, info.last_checkpoint
+    status_before = info.status  # read before locking: the lock makes it "running"
+    run_dir = RunDir(info.path)
+    run_dir.lock()
+    try:
+        if not info.config:
+            raise RunStoreError(f"{printable(info.path)}: config.toml is missing or unreadable")
+        check_resume_overrides(overrides)
+        if data_dir:
+            overrides = {**overrides, "data_dir": str(paths.data_dir(data_dir))}
+        before = make_config(info.config, printable(info.path / "config.toml"))
+        config = with_overrides(before, overrides)
+        point = read_point(info.last_checkpoint)
+        per_epoch, total = config.steps_per_epoch, config.epochs * config.steps_per_epoch
+        if point.step > total:
+            raise ConfigError(f"--set epochs={config.epochs}: the run has already trained "
+                              f"{point.step / per_epoch:g} epochs; give at least that many")  # fmt: skip
+        if status_before == "finished" and point.step >= total:
+            raise ConfigError(f"run {info.name} has finished its {config.epochs} epochs; "
+                              f"to train further, resume with --set epochs=N (N > {config.epochs})")  # fmt: skip
+        recorded = point.epochs_recorded
+        if recorded is None:  # a checkpoint from before the Reporter saved this: count the rows it holds
+            recorded = sum(1 for r in read_rows(info.path / METRICS) if r["kind"] == "epoch" and int(r["step"]) <= point.step)
+        old, new = before.model_dump(), config.model_dump()
+        entry = {
+            "started": datetime.now().isoformat(timespec="seconds"), "step": point.step, "status_before": status_before,
+            "changed": {k: [old[k], new[k]] for k in new if new[k] != old[k] and new[k] is not None and old[k] is not None},
+        }  # fmt: skip
+        history = [*info.history, entry]
+        notes = []
+        if point.schedule_end is not None and point.step >= point.schedule_end and total > point.step:
+            notes.append(f"the {config.schedule} schedule had ended: the {(total - point.step) / per_epoch:g} epochs "
+                         "to come train at its last learning rate (start a new run for a new schedule)")  # fmt: skip
+        return Segment(run_dir, config, info.last_checkpoint, point.step, recorded, history, dict(info.summary), notes)
+    except BaseException:
+        run_dir.unlock()
+        raise
 
 
 def run(
@@ -83,50 +131,52 @@ def run(
     stop_event = stop_event or threading.Event()
     store = RunStore(paths.runs_dir(runs_dir))
     if resume:
-        run_dir, config, ckpt = prepare_resume(store, resume, overrides or {})
-        store.check_writable()
+        segment = open_resume(store, resume, overrides or {}, data_dir)
     else:
-        config = with_overrides(config, overrides or {})
-        data = config.data_dir or str(paths.data_dir(data_dir))
-        config = with_overrides(config, {"data_dir": data}, "data folder")
-        run_dir, ckpt = store.create(config), None
-    if resume:
-        prior = run_dir.read_summary()
-        run_dir.write_summary(status="running", pid=os.getpid(), resumed=int(prior.get("resumed", 0)) + 1)
+        assert config is not None, "a new run needs a config"
+        segment = open_new(store, with_overrides(config, overrides or {}), data_dir)
+    try:
+        return _run_segment(segment, sink, stop_event, cpu_threads, callbacks or [])
+    finally:
+        segment.run_dir.unlock()
 
+
+def _run_segment(seg: Segment, sink: Sink, stop_event: threading.Event, cpu_threads, callbacks: list) -> RunEnded:
     import pytorch_lightning  # noqa: F401 - its import attaches stderr handlers that route_logs replaces
-
-    started = time.perf_counter()
-    prior_s = float(run_dir.read_summary().get("duration_s", 0) or 0) if resume else 0.0
-    metrics = run_dir.open_metrics()
     import torch
 
+    seg.run_dir.reserve_space()
     threads_before = torch.get_num_threads()
     if cpu_threads:
         torch.set_num_threads(cpu_threads)
     with route_logs(sink):
+        for note in seg.notes:
+            log.warning(note)
         try:
-            end = _train(config, sink, stop_event, run_dir, metrics, ckpt, callbacks or [])
+            carried = _begin(seg)
+            metrics = MetricsWriter(seg.run_dir.path / METRICS)
+            try:
+                end = _train(seg, sink, stop_event, metrics, carried, callbacks)
+            finally:
+                metrics.close()
         except BaseException as err:  # noqa: BLE001 - reported below, never lost
-            end = _ended_by(err, sink, stop_event)
+            end = _ended_by(err, sink, stop_event, seg)
         finally:
-            metrics.close()
             torch.set_num_threads(threads_before)
             _free_memory()
-    end.setdefault("best_val_acc", best_val_acc(read_metrics(run_dir.path)[1]))
-    if end["status"] in ("stopped", "interrupted") and (run_dir.checkpoints / "last.ckpt").exists():
-        end.setdefault("checkpoint", str(run_dir.checkpoints / "last.ckpt"))
-    ended = RunEnded(run_dir=str(run_dir.path), duration_s=prior_s + time.perf_counter() - started, **end)
-    run_dir.write_summary(
-        status=ended.status, duration_s=round(ended.duration_s, 3), best_val_acc=ended.best_val_acc,
-        test_acc=ended.test_acc, test_loss=ended.test_loss, checkpoint=ended.checkpoint, error=ended.error,
-        ended=time.strftime("%Y-%m-%dT%H:%M:%S"),
-    )  # fmt: skip
-    sink(ended)
-    return ended
+    return _finish(seg, end, sink)
 
 
-def _ended_by(err: BaseException, sink: Sink, stop_event: threading.Event) -> dict:
+def _begin(seg: Segment):
+    """A resume: record what it changes, mark the run running, cut metrics.csv back to the checkpoint."""
+    if seg.resume_from is None:
+        return None
+    seg.run_dir.write_config(seg.config, seg.history)
+    seg.run_dir.write_summary(status="running", pid=os.getpid(), resumed=int(seg.previous.get("resumed", 0) or 0) + 1)
+    return restart_at(seg.run_dir.path / METRICS, seg.step, seg.epochs_recorded)
+
+
+def _ended_by(err: BaseException, sink: Sink, stop_event: threading.Event, seg: Segment) -> dict:
     from fmnist_tui.engine.idx import DataError
     from fmnist_tui.engine.reporter import Diverged, StopRun
 
@@ -136,6 +186,10 @@ def _ended_by(err: BaseException, sink: Sink, stop_event: threading.Event) -> di
         return {"status": "diverged", "error": str(err)}
     if isinstance(err, (KeyboardInterrupt, SystemExit)):
         return {"status": "interrupted", "error": type(err).__name__}
+    if isinstance(err, DiskFull):
+        name = seg.run_dir.path.name
+        then = f"fmnist-tui run --resume {name}" if (seg.run_dir.checkpoints / "last.ckpt").exists() else "start it again"
+        return {"status": "failed", "error": f"{err}. Free some space, then: {then}"}
     if not isinstance(err, DataError):
         for line in traceback.format_exception(err)[-12:]:
             sink(LogLine("ERROR", "fmnist_tui.engine", line.rstrip()))
@@ -152,33 +206,92 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _train(config, sink, stop_event, run_dir: RunDir, metrics, ckpt, callbacks: list) -> dict:
-    import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint
+def _finish(seg: Segment, end: dict, sink: Sink) -> RunEnded:
+    """summary.json first (the reserve freed for it), then the RunEnded event."""
+    run_dir = seg.run_dir
+    run_dir.release_space()
+    rows = read_rows(run_dir.path / METRICS)
+    end.setdefault("best_val_acc", best_val_acc(rows))
+    last = run_dir.checkpoints / "last.ckpt"
+    if end["status"] != "finished" and last.exists():
+        end["checkpoint"] = str(last)  # where to resume from
+    steps = {k: end.pop(k, None) for k in ("test_step", "last_test_step")}
+    ended = RunEnded(run_dir=str(run_dir.path), duration_s=recorded_seconds(rows), **end)
+    fields = dict(
+        status=ended.status, duration_s=round(ended.duration_s, 3), best_val_acc=ended.best_val_acc,
+        checkpoint=ended.checkpoint, error=ended.error, ended=datetime.now().isoformat(timespec="seconds"),
+    )  # fmt: skip
+    if ended.status == "finished":  # new test figures replace the earlier segment's, stale ones go
+        fields.update(
+            test_acc=ended.test_acc, test_loss=ended.test_loss, test_checkpoint=ended.test_checkpoint,
+            test_epoch=ended.test_epoch, test_step=steps["test_step"], last_test_acc=ended.last_test_acc,
+            last_test_loss=ended.last_test_loss, last_test_epoch=ended.last_test_epoch,
+            last_test_step=steps["last_test_step"],
+        )  # fmt: skip
+    try:
+        run_dir.write_summary(**fields)
+    except OSError as err:
+        ended = replace(ended, error=f"{ended.error or ended.status}; summary.json not written: {err}")
+    sink(ended)
+    return ended
 
-    from fmnist_tui.engine.checkpoint import AtomicCheckpointIO
+
+def _train(seg: Segment, sink, stop_event, metrics: MetricsWriter, carried, callbacks: list) -> dict:
+    import pytorch_lightning as pl
+
+    from fmnist_tui.engine.checkpoint import AtomicCheckpointIO, RunCheckpoints
     from fmnist_tui.engine.data import FashionData
     from fmnist_tui.engine.module import Classifier
     from fmnist_tui.engine.reporter import Reporter
 
+    config, run_dir = seg.config, seg.run_dir
     data = FashionData(config, Path(config.data_dir or paths.data_dir()))
     data.load()  # missing or corrupt data fails here, before any training
+    if config.normalize and (config.norm_mean is None or config.norm_std is None):
+        # Recorded in config.toml and in every checkpoint's hyperparameters: loading the weights
+        # elsewhere needs the same input scaling.
+        config = with_overrides(config, {"norm_mean": data.mean, "norm_std": data.std}, "normalisation")
+        run_dir.write_config(config, seg.history)
     pl.seed_everything(config.seed, verbose=False)
     module = Classifier(config.model_dump())
-    best = ModelCheckpoint(dirpath=run_dir.checkpoints, filename="best", monitor="val_acc", mode="max",
-                           save_last=True, save_top_k=1, enable_version_counter=False)  # fmt: skip
-    last = str(run_dir.checkpoints / "last.ckpt")
+    checkpoints = RunCheckpoints(run_dir.checkpoints)
     reporter = Reporter(sink, stop_event, metrics, str(run_dir.path), device_description(config.accelerator),
-                        config.progress_hz, config.stop_on_nan, last)  # fmt: skip
+                        config.progress_hz, config.stop_on_nan, carried)  # fmt: skip
     trainer = pl.Trainer(
         accelerator=config.accelerator, devices=config.devices, precision=config.precision,
         max_epochs=config.epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, callbacks=[reporter, best, *callbacks], plugins=[AtomicCheckpointIO()],
-        default_root_dir=run_dir.path, benchmark=True if on_gpu(config.accelerator) else None,
+        enable_checkpointing=False, num_sanity_val_steps=0, callbacks=[reporter, checkpoints, *callbacks],
+        plugins=[AtomicCheckpointIO()], default_root_dir=run_dir.path,
+        benchmark=True if on_gpu(config.accelerator) else None,
     )  # fmt: skip
-    trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt else None)
-    trainer.test(module, datamodule=data, verbose=False)
-    test_acc = float(trainer.callback_metrics["test_acc"])
-    test_loss = float(trainer.callback_metrics["test_loss"])
-    metrics.row("test", epoch=trainer.current_epoch - 1, step=trainer.global_step, test_loss=test_loss, test_acc=test_acc)
-    return {"status": "finished", "test_acc": test_acc, "test_loss": test_loss, "checkpoint": best.best_model_path or last}
+    trainer.fit(module, datamodule=data, ckpt_path=str(seg.resume_from) if seg.resume_from else None, weights_only=False)
+    return _test(trainer, module, data, checkpoints, metrics)
+
+
+def _test(trainer, module, data, checkpoints, metrics: MetricsWriter) -> dict:
+    """Test best.ckpt's weights, and the final weights too when they are not the same."""
+    final_epoch, final_step = trainer.current_epoch - 1, trainer.global_step
+
+    def test(weights: str, epoch: int, step: int, ckpt_path: str | None = None) -> tuple[float, float]:
+        started = time.perf_counter()
+        trainer.test(module, datamodule=data, ckpt_path=ckpt_path, verbose=False, weights_only=False)
+        acc, loss = float(trainer.callback_metrics["test_acc"]), float(trainer.callback_metrics["test_loss"])
+        metrics.row("test", epoch=epoch, step=step, test_loss=loss, test_acc=acc,
+                    seconds=round(time.perf_counter() - started, 3), weights=weights)  # fmt: skip
+        return acc, loss
+
+    best_epoch, best_step = checkpoints.best_epoch, checkpoints.best_step
+    end: dict = {"status": "finished"}
+    if best_step is None or not checkpoints.best.exists():  # no epoch was validated: only the final weights
+        acc, loss = test("last", final_epoch, final_step)
+        end.update(test_checkpoint="last.ckpt", test_epoch=final_epoch, test_step=final_step, checkpoint=str(checkpoints.last))
+    else:
+        if best_step != final_step:  # the weights in memory are last.ckpt's; best.ckpt is loaded next
+            last_acc, last_loss = test("last", final_epoch, final_step)
+            end.update(last_test_acc=last_acc, last_test_loss=last_loss, last_test_epoch=final_epoch, last_test_step=final_step)
+            acc, loss = test("best", best_epoch, best_step, str(checkpoints.best))
+        else:
+            acc, loss = test("best", best_epoch, best_step)
+        end.update(test_checkpoint="best.ckpt", test_epoch=best_epoch, test_step=best_step, checkpoint=str(checkpoints.best))
+    end.update(test_acc=acc, test_loss=loss)
+    return end

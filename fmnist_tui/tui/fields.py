@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal, get_args, get_origin
+from types import NoneType, UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import ValidationError
 
@@ -21,7 +22,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Model": ("model", "final_relu", "hidden", "width", "dropout"),
     "Optimiser": ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "label_smoothing"),
     "Training": ("batch_size", "epochs", "eval_batch_size", "seed", "precision"),
-    "Data": ("dataset", "data_dir", "val_size", "split_seed", "synthetic_size", "normalize", "augment"),
+    "Data": ("dataset", "data_dir", "val_size", "split_seed", "synthetic_size", "normalize", "norm_mean", "norm_std",
+             "augment"),
     "Device and reporting": ("accelerator", "devices", "progress_hz", "stop_on_nan"),
 }
 
@@ -34,12 +36,22 @@ class FieldSpec:
     help: str
     default: Any
     allowed: str = ""  # what may be entered, for error messages: "a whole number from 1 to 10000"
+    optional: bool = False  # empty is a value (None): "measured at start", "the default"
+
+
+def annotation(key: str) -> tuple[Any, bool]:
+    """A field's type without None, and whether None (an empty field) is allowed: float | None -> (float, True)."""
+    ann = RunConfig.model_fields[key].annotation
+    if get_origin(ann) in (Union, UnionType) and NoneType in get_args(ann):
+        rest = [a for a in get_args(ann) if a is not NoneType]
+        return (rest[0] if len(rest) == 1 else ann), True
+    return ann, False
 
 
 @lru_cache(maxsize=None)
 def spec(key: str) -> FieldSpec:
     info = RunConfig.model_fields[key]
-    ann = info.annotation
+    ann, optional = annotation(key)
     if get_origin(ann) is Literal:
         kind, choices = "choice", tuple(str(c) for c in get_args(ann))
     elif ann is bool:
@@ -48,7 +60,7 @@ def spec(key: str) -> FieldSpec:
         kind, choices = "number", ()
     else:
         kind, choices = "text", ()
-    return FieldSpec(key, kind, choices, field_help(key), info.default, allowed(key))
+    return FieldSpec(key, kind, choices, field_help(key), info.default, allowed(key), optional)
 
 
 TEXT_ALLOWED = {
@@ -64,8 +76,13 @@ def _bound(value: float, whole: bool) -> str:
 
 def allowed(key: str) -> str:
     """What a field accepts, from its type and bounds in RunConfig."""
+    ann, optional = annotation(key)
+    text = allowed_values(key, ann)
+    return f"{text}, or empty" if optional else text
+
+
+def allowed_values(key: str, ann: Any) -> str:
     info = RunConfig.model_fields[key]
-    ann = info.annotation
     if get_origin(ann) is Literal:
         return "one of " + ", ".join(str(c) for c in get_args(ann))
     if ann is bool:
@@ -136,6 +153,8 @@ def input_problems(values: dict[str, Any]) -> dict[str, str]:
     problems: dict[str, str] = {}
     for key, value in values.items():
         field = spec(key) if key in RunConfig.model_fields else None
+        if value is None and field is not None and field.optional:
+            continue
         if value is None:
             problems[key] = f"required; allowed: {field.allowed}" if field else "required"
         elif isinstance(value, str) and not is_utf8(value):

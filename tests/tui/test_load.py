@@ -20,7 +20,7 @@ import tomli_w
 from textual import events
 from textual.widgets import DataTable
 
-from fmnist_tui.config import RunConfig
+from fmnist_tui.config import RunConfig, to_dict
 from fmnist_tui.engine.events import EpochEnd, LogLine, RunStarted, StepProgress
 from fmnist_tui.tui.app import make_app
 from fmnist_tui.tui.relay import Relay
@@ -135,7 +135,7 @@ async def test_keys_are_answered_within_100ms_under_10k_events_a_second(presets_
 
 def write_runs(root: Path, count: int) -> None:
     """`count` finished runs, written with plain file writes (the engine's writer fsyncs: too slow here)."""
-    config = tomli_w.dumps(RunConfig(description="load test", epochs=3).model_dump())  # every key, as the engine writes
+    config = tomli_w.dumps(to_dict(RunConfig(description="load test", epochs=3)))  # every key, as the engine writes
     metrics = "kind,epoch,step,train_loss,val_loss,val_acc,lr,seconds,test_loss,test_acc\n" + "".join(
         f"step,0,{s},0.5,,,,,,\n" for s in range(1, 200)
     ) + "epoch,0,200,0.5,0.4,0.85,0.001,1.0,,\n"

@@ -152,3 +152,29 @@ async def test_quit_when_idle_needs_no_question(presets_dir, wait):
         await pilot.press("f3")  # the live screen with no run yet
         await pilot.press("q")
         await wait(pilot, lambda: not app.is_running, timeout=5)
+
+
+async def test_text_from_run_files_is_escaped_in_the_runs_table_and_detail(presets_dir, tmp_path, wait):
+    import json
+
+    runs = tmp_path / "hostile-runs"
+    folder = runs / "20260101-000000-x\x1b[2J"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.toml").write_text('name = "evil\\u001b[2J"\nlr = "\\u001b[31mred"\n')
+    (folder / "summary.json").write_text(json.dumps({
+        "status": "finished", "started": "\x1b]0;title\x07", "error": "boom \x1b[2J", "test_acc": 0.5,
+        "test_checkpoint": "best\x1b[2J.ckpt", "test_epoch": 2,
+    }))  # fmt: skip
+    app = make_app(device="CPU", presets_dirs=[presets_dir], runs_dir=str(runs))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f4")
+        await wait(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one("#runs-table").row_count == 1)
+        cells = [str(c) for c in app.screen.query_one("#runs-table").get_row_at(0)]
+        assert "evil\\x1b[2J" in cells and not any("\x1b" in c or "\x07" in c for c in cells)
+        await pilot.press("enter")
+        await wait(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+        text = str(app.screen.query_one("#detail-summary", Static).render())
+        assert "boom \\x1b[2J" in text and "(best\\x1b[2J.ckpt, epoch 3)" in text and "\x1b" not in text
+        config = app.screen.query_one("#detail-config")
+        values = [str(v) for i in range(config.row_count) for v in config.get_row_at(i)]
+        assert values and not any("\x1b" in v for v in values)

@@ -8,11 +8,21 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from fmnist_tui.runs import RunInfo, read_metrics
+from fmnist_tui.metrics import read_metrics
+from fmnist_tui.runs import RunInfo
 from fmnist_tui.tui.epochs import EpochRow
-from fmnist_tui.format import clock, date, num, pct
+from fmnist_tui.format import clock, date, num, pct, printable
 from fmnist_tui.tui.widgets.charts import MetricsChart
 from fmnist_tui.tui.widgets.epoch_table import EpochTable
+
+
+def weights_label(info: RunInfo, prefix: str = "") -> str:
+    """' (best.ckpt, epoch 3)': which weights a summary's test figure is of (epochs from 1)."""
+    epoch = info.get(f"{prefix}test_epoch")
+    name = info.text(f"{prefix}test_checkpoint") or ("last.ckpt" if prefix else "")
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        return f" ({name})" if name else ""
+    return f" ({name}, epoch {epoch + 1})" if name else f" (epoch {epoch + 1})"
 
 
 def summary_text(info: RunInfo) -> Text:
@@ -20,12 +30,14 @@ def summary_text(info: RunInfo) -> Text:
     text.append(f"{info.status} ", style="bold green" if info.status == "finished" else "bold yellow")
     text.append(f"  {date(info.started)}  {clock(info.get('duration_s'))}")
     text.append(f"\nbest val {pct(info.get('best_val_acc'))}  test acc {pct(info.get('test_acc'))}")
-    text.append(f"  test loss {num(info.get('test_loss'))}")
+    text.append(f"{weights_label(info)}  test loss {num(info.get('test_loss'))}")
+    if info.get("last_test_acc") is not None:
+        text.append(f"\nlast weights{weights_label(info, 'last_')}: test acc {pct(info.get('last_test_acc'))}")
     if info.get("error"):
-        text.append(f"\n{info.get('error')}", style="red")
+        text.append(f"\n{info.text('error')}", style="red")
     for problem in info.problems:
         text.append(f"\n{problem}", style="red")
-    text.append(f"\n{info.path}", style="dim")
+    text.append(f"\n{printable(info.path)}", style="dim")
     return text
 
 
@@ -58,4 +70,6 @@ class RunDetailScreen(Screen):
         config = self.query_one("#detail-config", DataTable)
         config.add_columns("Key", "Value")
         for key, value in self.info.config.items():
-            config.add_row(key, repr(value) if isinstance(value, str) else str(value))
+            config.add_row(printable(key), printable(repr(value) if isinstance(value, str) else value))
+        for n, entry in enumerate(self.info.history, 1):  # each resume: when, from which step, what it changed
+            config.add_row(f"resume {n}", printable(entry))

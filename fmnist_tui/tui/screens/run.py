@@ -18,7 +18,7 @@ from textual.widgets import Button, Footer, Header, RichLog, Static, TabbedConte
 
 from fmnist_tui.engine.events import LogLine, RunEnded
 from fmnist_tui.tui.epochs import EpochRow
-from fmnist_tui.format import clock, num, pct
+from fmnist_tui.format import clock, num, pct, printable
 from fmnist_tui.tui.state import RunState
 from fmnist_tui.tui.widgets.charts import MetricsChart
 from fmnist_tui.tui.widgets.epoch_table import EpochTable
@@ -33,7 +33,7 @@ ICON = {"finished": "✔", "stopped": "■", "failed": "✖", "diverged": "✖",
 
 def log_text(line: LogLine) -> Text:
     style = LEVEL_STYLE.get(line.level, "dim")
-    return Text.assemble((f"{line.level[:4]:<5}", style), (line.text, "" if line.level == "INFO" else style))
+    return Text.assemble((f"{line.level[:4]:<5}", style), (printable(line.text), "" if line.level == "INFO" else style))
 
 
 def result_text(end: RunEnded) -> Text:
@@ -44,16 +44,21 @@ def result_text(end: RunEnded) -> Text:
         head.stylize("bold yellow")
     parts = [f" in {clock(end.duration_s)}"] if end.run_dir else []
     if end.test_acc is not None:
-        parts.append(f"  test acc {pct(end.test_acc)}  test loss {num(end.test_loss)}")
+        epoch = f", epoch {end.test_epoch + 1}" if end.test_epoch is not None else ""
+        weights = f" ({end.test_checkpoint}{epoch})" if end.test_checkpoint else ""
+        parts.append(f"  test acc {pct(end.test_acc)}{weights}  test loss {num(end.test_loss)}")
     if end.best_val_acc is not None:
         parts.append(f"  best val {pct(end.best_val_acc)}")
     head.append("".join(parts))
+    if end.last_test_acc is not None:
+        epoch = f" (epoch {end.last_test_epoch + 1})" if end.last_test_epoch is not None else ""
+        head.append(f"\nlast weights{epoch}: test acc {pct(end.last_test_acc)}", style="dim")
     if end.error:
-        head.append(f"\n{end.error}", style="red")
+        head.append(f"\n{printable(end.error)}", style="red")
     if kept and end.checkpoint:
-        head.append(f"\ncheckpoint: {end.checkpoint}", style="dim")
+        head.append(f"\ncheckpoint: {printable(end.checkpoint)}", style="dim")
     elif end.run_dir:
-        head.append(f"\nfolder: {end.run_dir}", style="dim")
+        head.append(f"\nfolder: {printable(end.run_dir)}", style="dim")
     return head
 
 

@@ -1,0 +1,168 @@
+"""metrics.csv: every training step once, one row per epoch, one per tested set of weights.
+
+    kind,epoch,step,train_loss,val_loss,val_acc,lr,seconds,test_loss,test_acc,weights
+
+- step rows: the loss of each optimiser step, written exactly (repr of the float), so an
+  epoch's `train_loss` can be recomputed from them; `seconds` (time into the epoch) is set
+  on the last step of each progress tick.
+- epoch rows: written at the end of the epoch, before its checkpoint is saved; `seconds`
+  is the epoch's wall time, validation included, summed across resumes.
+- test rows: `weights` says which were tested (best or last); `seconds` is the test's time.
+
+Epochs are 0-based, as in the checkpoints. A resume first rewrites the file to what its
+checkpoint holds (`restart_at`), so no stop, kill -9 or failure leaves a step twice or an
+epoch row of weights that were lost. No torch, no textual.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fmnist_tui.files import as_disk_full, write_atomic
+
+COLUMNS = ("kind", "epoch", "step", "train_loss", "val_loss", "val_acc", "lr", "seconds", "test_loss", "test_acc", "weights")
+FILE = "metrics.csv"
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def _well_formed(row: dict) -> bool:
+    if row.get("kind") not in ("step", "epoch", "test") or None in row:
+        return False  # a None key: a line with more fields than the header
+    try:
+        int(row["epoch"]), int(row["step"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return row["kind"] != "step" or _float(row.get("train_loss")) is not None
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The well-formed rows; a damaged or half-written line is skipped, never raised."""
+    rows: list[dict[str, str]] = []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        complete = text[: text.rfind("\n") + 1]  # a last line without its newline is still being written
+        for row in csv.DictReader(io.StringIO(complete.replace("\0", ""))):
+            if _well_formed(row):
+                rows.append({c: row.get(c) or "" for c in COLUMNS})
+    except (OSError, csv.Error):
+        pass
+    return rows
+
+
+@dataclass
+class Carried:
+    """What the record holds of the epoch a resumed run starts in."""
+
+    epoch: int
+    losses: list[float] = field(default_factory=list)  # its step losses so far, in order
+    seconds: float = 0.0  # its time so far
+
+
+def restart_at(path: Path, step: int, epochs_done: int) -> Carried:
+    """Rewrite metrics.csv to what a checkpoint at `step` with `epochs_done` epoch rows holds.
+
+    Steps after the checkpoint (trained, then lost to a kill), epoch rows it does not hold
+    and every test row (the run goes on, so its weights are tested again) are dropped.
+    """
+    kept = []
+    for row in read_rows(path):
+        if row["kind"] == "step" and int(row["step"]) <= step:
+            kept.append(row)
+        elif row["kind"] == "epoch" and int(row["epoch"]) < epochs_done:
+            kept.append(row)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows([row[c] for c in COLUMNS] for row in kept)
+    write_atomic(path, out.getvalue())
+    carried = Carried(epochs_done)
+    for row in kept:
+        if row["kind"] == "step" and int(row["epoch"]) == epochs_done:
+            carried.losses.append(float(row["train_loss"]))
+            carried.seconds = _float(row["seconds"]) or carried.seconds
+    return carried
+
+
+class MetricsWriter:
+    """Appends rows; flushed at every tick and epoch, so a kill -9 loses nothing written."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        new = not path.exists() or path.stat().st_size == 0
+        self._file = open(path, "a", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._file, lineterminator="\n")
+        if new:
+            self._csv.writerow(COLUMNS)
+
+    def steps(self, epoch: int, first_step: int, losses: list[float], seconds: float) -> None:
+        last = len(losses) - 1
+        for i, loss in enumerate(losses):
+            time = f"{seconds:.3f}" if i == last else ""
+            self._csv.writerow(("step", epoch, first_step + i, repr(loss), "", "", "", time, "", "", ""))
+        self.flush()
+
+    def row(self, kind: str, **values: Any) -> None:
+        self._csv.writerow([kind, *(_text(values.get(c)) for c in COLUMNS[1:])])
+        self.flush()
+
+    def flush(self) -> None:
+        try:
+            self._file.flush()
+        except OSError as err:
+            raise as_disk_full(err, self.path) from None
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError:
+            pass  # a full disk: the failure was reported when it happened
+
+
+def best_val_acc(rows: list[dict[str, str]]) -> float | None:
+    accs = [_float(r["val_acc"]) for r in rows if r["kind"] == "epoch"]
+    finite = [a for a in accs if a is not None and math.isfinite(a)]
+    return max(finite) if finite else None
+
+
+def recorded_seconds(rows: list[dict[str, str]]) -> float:
+    """Training time as the record has it: every epoch, the unfinished one so far, the tests."""
+    total, done, partial = 0.0, set(), {}
+    for row in rows:
+        seconds, epoch = _float(row["seconds"]) or 0.0, int(row["epoch"])
+        if row["kind"] == "step":
+            partial[epoch] = seconds or partial.get(epoch, 0.0)
+            continue
+        total += seconds
+        if row["kind"] == "epoch":
+            done.add(epoch)
+    return total + sum(s for epoch, s in partial.items() if epoch not in done)
+
+
+def read_metrics(run_dir: Path) -> tuple[list[tuple[int, float]], list[dict[str, float]]]:
+    """(step, loss) pairs and epoch rows as numbers, for charts and tables."""
+    steps: list[tuple[int, float]] = []
+    epochs: list[dict[str, float]] = []
+    for row in read_rows(Path(run_dir) / FILE):
+        if row["kind"] == "step":
+            steps.append((int(row["step"]), float(row["train_loss"])))
+        elif row["kind"] == "epoch":
+            numbers = {k: _float(v) for k, v in row.items() if k not in ("kind", "weights")}
+            epochs.append({k: v for k, v in numbers.items() if v is not None})
+    return steps, epochs
