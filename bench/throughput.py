@@ -201,10 +201,11 @@ def engine_app(args, steps: int, runs_dir: str) -> float | None:
 
     import tomli_w
 
+    from fmnist_tui.config import to_dict
     from fmnist_tui.engine.events import RunEnded
 
     presets = Path(tempfile.mkdtemp(prefix="fmnist-bench-presets-"))
-    (presets / "bench.toml").write_text(tomli_w.dumps(engine_config(args, steps, runs_dir).model_dump()))
+    (presets / "bench.toml").write_text(tomli_w.dumps(to_dict(engine_config(args, steps, runs_dir))))
     events: list = []
     real_call = relay.Relay.__call__
 

@@ -18,54 +18,55 @@ def printable(value: Any) -> str:
 
 
 def _number(value) -> bool:
-    """A finite int or float; summary.json values may be anything."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float that fits a float; summary.json values may be anything (10**400 too)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def pct(value: float | None) -> str:
     """0.8731 -> '87.31%'; missing, NaN or not a number -> '-'."""
     if not _number(value):
         return "-"
-    return f"{100 * value:.2f}%"
+    return f"{100 * float(value):.2f}%"
 
 
 def num(value: float | None, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.{digits}f}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # a diverged loss says so: inf, nan
+    return f"{float(value):.{digits}f}" if _number(value) else "-"
 
 
 def sci(value: float | None) -> str:
     """Learning rates: 0.003 -> '3.00e-03'."""
-    return "-" if value is None else f"{value:.2e}"
+    return f"{float(value):.2e}" if _number(value) else "-"
 
 
 def clock(seconds: float | None) -> str:
     """42 -> '0:42', 3725 -> '1:02:05'."""
     if not _number(seconds) or seconds < 0:
         return "-"
-    s = int(round(seconds))
+    s = int(round(float(seconds)))
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def rate(per_s: float | None) -> str:
-    if per_s is None or not math.isfinite(per_s):
-        return "-"
-    return f"{per_s:,.0f} img/s"
+    return f"{float(per_s):,.0f} img/s" if _number(per_s) else "-"
 
 
 def date(iso: str) -> str:
     """'2026-11-27T15:40:30' -> '2026-11-27 15:40'."""
-    return iso.replace("T", " ")[:16] if iso else "-"
+    return iso.replace("T", " ")[:16] if isinstance(iso, str) and iso else "-"
 
 
 def secs(seconds: float | None) -> str:
     """Short durations: 0.23 -> '0.2s', 42 -> '42s', 125 -> '2:05'."""
-    if seconds is None or not math.isfinite(seconds):
+    if not _number(seconds):
         return "-"
     if seconds < 10:
         return f"{seconds:.1f}s"

@@ -42,28 +42,40 @@ def _float(text: str | None) -> float | None:
         return None
 
 
-def _well_formed(row: dict) -> bool:
-    if row.get("kind") not in ("step", "epoch", "test") or None in row:
-        return False  # a None key: a line with more fields than the header
+def _row(fields: list[str]) -> dict[str, str] | None:
+    """A line's fields as a row, by position (the header may be damaged; older files lack `weights`)."""
+    if not 8 <= len(fields) <= len(COLUMNS) or fields[0] not in ("step", "epoch", "test"):
+        return None
+    row = dict(zip(COLUMNS, fields + [""] * (len(COLUMNS) - len(fields))))
     try:
-        int(row["epoch"]), int(row["step"])
-    except (KeyError, TypeError, ValueError):
-        return False
-    return row["kind"] != "step" or _float(row.get("train_loss")) is not None
+        if int(row["epoch"]) < 0 or int(row["step"]) < 0:
+            return None
+    except ValueError:
+        return None
+    if row["kind"] == "step" and _float(row["train_loss"]) is None:
+        return None
+    return row
+
+
+def _parse(text: str) -> tuple[list[dict[str, str]], int]:
+    """(well-formed rows, lines that were not). A last line without its newline is still being written."""
+    complete = text[: text.rfind("\n") + 1].replace("\0", "")
+    rows, bad = [], 0
+    for n, fields in enumerate(csv.reader(io.StringIO(complete))):
+        row = _row(fields)
+        if row is not None:
+            rows.append(row)
+        elif fields and not (n == 0 and fields[0] == "kind"):
+            bad += 1
+    return rows, bad
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     """The well-formed rows; a damaged or half-written line is skipped, never raised."""
-    rows: list[dict[str, str]] = []
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        complete = text[: text.rfind("\n") + 1]  # a last line without its newline is still being written
-        for row in csv.DictReader(io.StringIO(complete.replace("\0", ""))):
-            if _well_formed(row):
-                rows.append({c: row.get(c) or "" for c in COLUMNS})
+        return _parse(path.read_text(encoding="utf-8", errors="replace"))[0]
     except (OSError, csv.Error):
-        pass
-    return rows
+        return []
 
 
 @dataclass
@@ -73,26 +85,49 @@ class Carried:
     epoch: int
     losses: list[float] = field(default_factory=list)  # its step losses so far, in order
     seconds: float = 0.0  # its time so far
+    problem: str | None = None  # what was wrong with the file, for the log
 
 
 def restart_at(path: Path, step: int, epochs_done: int) -> Carried:
     """Rewrite metrics.csv to what a checkpoint at `step` with `epochs_done` epoch rows holds.
 
     Steps after the checkpoint (trained, then lost to a kill), epoch rows it does not hold
-    and every test row (the run goes on, so its weights are tested again) are dropped.
+    and every test row (the run goes on, so its weights are tested again) are dropped; the
+    rest is put in order, each step once. A file that needed more than that (garbage, a
+    step twice, rows out of order) is first kept beside it as metrics.csv.damaged.
     """
-    kept = []
-    for row in read_rows(path):
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        rows, bad = _parse(text)
+    except (OSError, csv.Error):
+        text, rows, bad = "", [], 0
+    steps: dict[int, dict[str, str]] = {}
+    epochs: dict[int, dict[str, str]] = {}
+    for row in rows:
         if row["kind"] == "step" and int(row["step"]) <= step:
-            kept.append(row)
+            bad += int(row["step"]) in steps
+            steps.setdefault(int(row["step"]), row)
         elif row["kind"] == "epoch" and int(row["epoch"]) < epochs_done:
-            kept.append(row)
+            bad += int(row["epoch"]) in epochs
+            epochs.setdefault(int(row["epoch"]), row)
+    # Each epoch row right after its epoch's last step, as written.
+    kept = sorted([*steps.values(), *epochs.values()], key=lambda r: (int(r["step"]), r["kind"] == "epoch"))
+    kept_ids = [id(r) for r in kept]
+    wanted = set(kept_ids)
+    in_file_order = [id(r) for r in rows if id(r) in wanted]
+    problems = []
+    if bad or in_file_order != kept_ids:
+        write_atomic(path.with_name(path.name + ".damaged"), text)
+        problems.append(f"{FILE} had damaged, repeated or misplaced rows: the original is kept as {FILE}.damaged")
+    missing = step - len(steps)
+    if missing:
+        problems.append(f"{FILE} lacks {missing} of the {step} steps the checkpoint holds: their losses are not on record")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     writer.writerows([row[c] for c in COLUMNS] for row in kept)
     write_atomic(path, out.getvalue())
-    carried = Carried(epochs_done)
+    carried = Carried(epochs_done, problem="; ".join(problems) or None)
     for row in kept:
         if row["kind"] == "step" and int(row["epoch"]) == epochs_done:
             carried.losses.append(float(row["train_loss"]))
@@ -146,6 +181,8 @@ def recorded_seconds(rows: list[dict[str, str]]) -> float:
     total, done, partial = 0.0, set(), {}
     for row in rows:
         seconds, epoch = _float(row["seconds"]) or 0.0, int(row["epoch"])
+        if not math.isfinite(seconds) or seconds < 0:
+            continue
         if row["kind"] == "step":
             partial[epoch] = seconds or partial.get(epoch, 0.0)
             continue

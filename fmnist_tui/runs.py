@@ -13,11 +13,15 @@ No torch, no textual: the app lists runs without importing either.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import glob
 import json
+import math
 import os
+import shutil
 import socket
+import stat
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -33,6 +37,8 @@ from fmnist_tui.format import printable
 
 STATUSES = ("running", "finished", "stopped", "failed", "diverged", "interrupted")
 LOCK = "writer.lock"
+LOCK_NOTE = ("Held (flock) by the process writing this run, for as long as it runs: released when it ends,\n"
+             "even by kill -9. Not a pid file: deleting it does not unlock anything.\n")  # fmt: skip
 RESERVE = ".space-reserve"
 RESERVE_BYTES = 256 * 1024  # freed on a full disk so that summary.json can still say so
 
@@ -45,12 +51,26 @@ class RunLocked(RunStoreError):
     """Another process is writing this run."""
 
 
+class LockLost(RunStoreError):
+    """writer.lock was deleted or replaced while this process wrote, and another writer holds the new one."""
+
+
+def _open_lock(path: Path, write: bool) -> int:
+    """The lock file's descriptor: never through a link, never blocking on a FIFO, a plain file only."""
+    flags = (os.O_RDWR | os.O_CREAT if write else os.O_RDONLY) | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a plain file", str(path))
+    return fd
+
+
 def lock_held(folder: Path) -> bool:
     """True while some process holds the run's writer lock (the probe takes a shared lock for an instant)."""
     try:
-        fd = os.open(folder / LOCK, os.O_RDONLY)
+        fd = _open_lock(folder / LOCK, write=False)
     except OSError:
-        return False  # no lock file: never written by a lock-holding writer, or not ours to read
+        return False  # none, not a plain file, or not ours to read: no writer of ours holds it
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -111,31 +131,67 @@ class RunDir:
         self.path = path
         self.checkpoints = path / "checkpoints"
         self._lock_file: Any = None
+        self._lock_id: tuple[int, int] | None = None
+        self.lost = False  # another process took the run over: write nothing more
 
     # -- one writer ---------------------------------------------------------------------
     def lock(self) -> None:
         """Hold the writer lock until `unlock` or the process ends; RunLocked if another holds it."""
+        path = self.path / LOCK
         try:
-            file = open(self.path / LOCK, "a+", encoding="utf-8")  # a file object: closed (and unlocked) if dropped
+            fd = _open_lock(path, write=True)
         except OSError as err:
-            raise RunStoreError(f"cannot take the writer lock of {printable(self.path)}: {err.strerror or err}") from None
+            raise RunStoreError(f"{printable(path)} cannot serve as the run's writer lock ({err.strerror or err}): "
+                                "it must be a plain file; move it away and try again") from None  # fmt: skip
         for _ in range(20):  # ride over a reader's instant probe
             try:
-                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 time.sleep(0.05)
         else:
-            file.seek(0)
-            holder = file.read(200).strip()
-            file.close()
+            holder = os.pread(fd, 300, 0).decode("utf-8", "replace").strip().splitlines()
+            os.close(fd)
             raise RunLocked(f"run {printable(self.path.name)} is being written by another process "
-                            f"({printable(holder) or 'unknown'}): wait for it to end, or stop it first")  # fmt: skip
-        # Who holds it, for a person reading the file; the lock itself is the truth.
-        file.truncate(0)
-        file.write(f"pid {os.getpid()} on {socket.gethostname()} since {datetime.now():%Y-%m-%dT%H:%M:%S}\n")
-        file.flush()
-        self._lock_file = file
+                            f"({printable(holder[0]) if holder else 'unknown'}): wait for it to end, or stop it first")  # fmt: skip
+        self._hold(fd)
+
+    def _hold(self, fd: int) -> None:
+        os.ftruncate(fd, 0)  # who holds it, for a person reading the file; the lock itself is the truth
+        who = f"pid {os.getpid()} on {socket.gethostname()} since {datetime.now():%Y-%m-%dT%H:%M:%S}"
+        os.pwrite(fd, (f"{who}\n" + LOCK_NOTE).encode(), 0)
+        st = os.fstat(fd)
+        self._lock_id = (st.st_dev, st.st_ino)
+        self._lock_file = os.fdopen(fd, "rb", buffering=0)  # a file object: closed, and unlocked, if dropped
+
+    def check_lock(self) -> None:
+        """Still the one writer? A deleted or replaced writer.lock is taken again if nobody holds it;
+        LockLost if another process does (this one must then write nothing more)."""
+        if self._lock_file is None:
+            return
+        try:
+            st = os.stat(self.path / LOCK, follow_symlinks=False)
+            if (st.st_dev, st.st_ino) == self._lock_id:
+                return
+        except FileNotFoundError:
+            pass
+        try:
+            fd = _open_lock(self.path / LOCK, write=True)
+        except OSError:
+            fd = None
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                fd = None
+        if fd is None:
+            self.unlock()
+            self.lost = True
+            raise LockLost(f"another process took over run {printable(self.path.name)} (its writer.lock was "
+                           "deleted or replaced while this process wrote it): this process stops writing")  # fmt: skip
+        self._lock_file.close()
+        self._hold(fd)
 
     def unlock(self) -> None:
         if self._lock_file is not None:
@@ -144,10 +200,11 @@ class RunDir:
 
     # -- space for the last word --------------------------------------------------------
     def reserve_space(self) -> None:
+        """Set space aside for the last summary.json; DiskFull when there is not even that much."""
         try:
-            (self.path / RESERVE).write_bytes(b"\0" * RESERVE_BYTES)
-        except OSError:
-            (self.path / RESERVE).unlink(missing_ok=True)  # too full already: the run will say so
+            write_atomic(self.path / RESERVE, b"\0" * RESERVE_BYTES)
+        except DiskFull:
+            raise DiskFull(self.path) from None
 
     def release_space(self) -> None:
         try:
@@ -170,9 +227,9 @@ class RunDir:
         return summary if isinstance(summary, dict) else {}
 
     def write_summary(self, **fields: Any) -> dict[str, Any]:
-        """Merge `fields` into summary.json; a field given as None is removed."""
+        """Merge `fields` into summary.json; a field given as None (or NaN, or infinite) is removed."""
         summary = {**self.read_summary(), **fields}
-        summary = {k: v for k, v in summary.items() if v is not None}
+        summary = {k: v for k, v in summary.items() if v is not None and not (isinstance(v, float) and not math.isfinite(v))}
         write_atomic(self.path / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
         return summary
 
@@ -223,14 +280,18 @@ class RunStore:
         else:
             raise RunStoreError(f"could not create a new run folder under {self.root}")
         run = RunDir(path)
-        run.lock()
         try:
+            run.write_config(config)  # first: a folder that lists at all says what it is
+            run.lock()
+            run.reserve_space()
             run.checkpoints.mkdir()
-            run.write_config(config)
             run.write_summary(status="running", pid=os.getpid(), started=datetime.now().isoformat(timespec="seconds"))
-        except DiskFull as err:
+        except (OSError, RunStoreError) as err:
             run.unlock()
-            raise RunStoreError(f"runs folder {self.root} is full: {err}") from None
+            shutil.rmtree(path, ignore_errors=True)  # only what this call made: nothing has trained yet
+            if isinstance(err, RunStoreError):
+                raise
+            raise RunStoreError(f"runs folder {self.root}: {err}") from None
         return run
 
     def info(self, path: Path) -> RunInfo:
@@ -241,6 +302,10 @@ class RunStore:
         info = self._read_info(path)
         self._cache[path] = (stamps, info)
         return info
+
+    def read(self, path: Path) -> RunInfo:
+        """The run as its files are now (no cache)."""
+        return self._read_info(path)
 
     def _read_info(self, path: Path) -> RunInfo:
         problems = []
@@ -271,8 +336,8 @@ class RunStore:
     def find(self, ref: str) -> RunInfo:
         """A run by path, folder name or unique folder-name prefix."""
         path = Path(ref).expanduser()
-        if path.is_dir() and (path / "config.toml").exists():
-            return self.info(path)
+        if path.is_dir() and (path / "config.toml").exists() or (os.sep in ref and path.is_dir()):
+            return self.info(path)  # a path names its folder, whatever is (not) in it
         pattern = glob.escape(ref) + "*"
         matches = [p for p in self.root.glob(pattern) if p.is_dir()] if self.root.is_dir() and ref else []
         exact = [p for p in matches if p.name == ref]

@@ -176,3 +176,68 @@ def test_a_full_disk_is_one_line_and_a_failed_run_with_its_checkpoint_intact(tmp
         assert load(folder / "checkpoints/last.ckpt")["global_step"] % PER_EPOCH == 0  # the previous one, whole
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_deleted_writer_lock_is_taken_again_by_its_writer(tmp_path, preset):
+    proc, folder = start(tmp_path, preset, "--set", "epochs=100")
+    wait_for_step(proc, folder, 30)
+    (folder / "writer.lock").unlink()  # "a stale pid file"
+    deadline = time.monotonic() + 10
+    while not (folder / "writer.lock").exists():  # the writer notices at its next progress tick
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    second = resume(folder)
+    assert second.returncode == 2 and "being written by another process" in second.stderr
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130 and summary(folder)["status"] == "stopped"
+    steps = [int(r["step"]) for r in rows(folder, "step")]
+    assert steps == list(range(1, len(steps) + 1))
+
+
+def test_a_writer_whose_lock_another_process_took_stops_writing(tmp_path):
+    import fcntl
+
+    from fmnist_tui.runs import LockLost
+
+    run = RunStore(tmp_path).create(make_config(RECORD))
+    (run.path / "writer.lock").unlink()
+    other = open(run.path / "writer.lock", "a")  # a second writer's new lock file
+    fcntl.flock(other, fcntl.LOCK_EX)
+    with pytest.raises(LockLost, match="another process took over run"):
+        run.check_lock()
+    assert run.lost
+    other.close()
+
+
+def test_a_kill_leaves_the_figures_so_far_in_the_summary(tmp_path, preset):
+    proc, folder = start(tmp_path, preset)
+    wait_for_step(proc, folder, PER_EPOCH + 5)
+    proc.kill()
+    proc.wait(timeout=10)
+    s = summary(folder)
+    assert s["best_val_acc"] == pytest.approx(float(rows(folder, "epoch")[0]["val_acc"])) and s["duration_s"] > 0
+    listing = subprocess.run([sys.executable, "-m", "fmnist_tui", "runs", "--runs-dir", str(tmp_path / "runs")], cwd=ROOT,
+                             env=ENV, capture_output=True, text=True)  # fmt: skip
+    line = listing.stdout.splitlines()[1]
+    assert "interrupted" in line and "%" in line
+
+
+def test_a_closed_stdout_from_the_start_does_not_stop_the_run(tmp_path, preset):
+    proc = subprocess.run(f"{sys.executable} -m fmnist_tui run --preset long --presets-dir {preset} "
+                          f"--runs-dir {tmp_path / 'runs'} --set epochs=1 >&-", shell=True, cwd=ROOT, env=ENV,
+                          capture_output=False, stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert summary(folder)["status"] == "finished"
+
+
+def test_listing_into_a_closed_pipe_or_a_full_disk_is_quiet(tmp_path):
+    runs = tmp_path / "runs"
+    for i in range(3000):  # more than a pipe holds
+        (runs / f"20260101-{i:06d}-x").mkdir(parents=True)
+    closed = subprocess.run(f"{sys.executable} -m fmnist_tui runs --runs-dir {runs} | head -1", shell=True, cwd=ROOT,
+                            env=ENV, capture_output=True, text=True)  # fmt: skip
+    assert closed.stdout.startswith("RUN") and closed.stderr == ""
+    full = subprocess.run([sys.executable, "-m", "fmnist_tui", "runs", "--runs-dir", str(runs)], cwd=ROOT, env=ENV,
+                          stdout=open("/dev/full", "w"), stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert full.returncode == 1 and full.stderr == "fmnist-tui: error: cannot write the output: No space left on device\n"

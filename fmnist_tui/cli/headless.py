@@ -30,12 +30,13 @@ class Printer:
 
     def __init__(self, out=sys.stdout, err=sys.stderr, verbose: bool = False, every_s: float | None = None):
         self.out, self.err, self.verbose = out, err, verbose
-        self.tty = out.isatty()
+        # None: the descriptor was closed before we started (`>&-`); nothing to print to, nothing to stop for
+        self.closed: set[str] = {name for name, stream in (("out", out), ("err", err)) if stream is None}
+        self.tty = out is not None and out.isatty()
         self.every_s = every_s if every_s is not None else (1.0 if self.tty else 5.0)
         self._last = 0.0
         self._pending_cr = False
         self.epochs = 0
-        self.closed: set[str] = set()  # "out", "err": a reader went away (`| head -1`)
 
     def _write(self, name: str, text: str) -> None:
         """Never raises: the run must not end because nobody reads its output any more."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from fmnist_tui import paths
 from fmnist_tui.config import ConfigError, parse_set_items
+from fmnist_tui.files import FULL
 
 EXIT_BAD_INPUT = 2
 
@@ -67,23 +69,44 @@ def error(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "presets":
-            return cmd_presets(args)
-        if args.command == "runs":
-            return cmd_runs(args)
-        if args.command == "keys":
-            return cmd_keys()
-        overrides = parse_set_items(args.sets)
-        if args.command == "run":
-            from fmnist_tui.cli.headless import run_headless
-
-            return run_headless(args, overrides)
-        from fmnist_tui.tui.app import run_app
-
-        return run_app(preset=args.preset, start=args.start, data_dir=args.data_dir, runs_dir=args.runs_dir,
-                       presets_dirs=args.presets_dir, overrides=overrides)  # fmt: skip
+        return _command(args)
     except ConfigError as err:
         return error(str(err))
+    except BrokenPipeError:  # `fmnist-tui runs | head -1`: the reader has what it wanted
+        _silence_stdout()
+        return 0
+    except OSError as err:
+        if err.errno in FULL and err.filename is None:  # stdout on a full disk (`> /dev/full`)
+            _silence_stdout()
+            error(f"cannot write the output: {err.strerror}")
+            return 1
+        raise
+
+
+def _command(args) -> int:
+    if args.command == "presets":
+        return cmd_presets(args)
+    if args.command == "runs":
+        return cmd_runs(args)
+    if args.command == "keys":
+        return cmd_keys()
+    overrides = parse_set_items(args.sets)
+    if args.command == "run":
+        from fmnist_tui.cli.headless import run_headless
+
+        return run_headless(args, overrides)
+    from fmnist_tui.tui.app import run_app
+
+    return run_app(preset=args.preset, start=args.start, data_dir=args.data_dir, runs_dir=args.runs_dir,
+                   presets_dirs=args.presets_dir, overrides=overrides)  # fmt: skip
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so Python's flush at exit does not fail on it again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def cmd_presets(args) -> int:

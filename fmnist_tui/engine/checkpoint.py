@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -26,6 +26,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 
 from fmnist_tui.engine.reporter import StopRun
 from fmnist_tui.files import write_atomic
+from fmnist_tui.config import RunConfig
 from fmnist_tui.runs import RunStoreError
 
 
@@ -39,11 +40,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RunCheckpoints(pl.Callback):
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, forget_best: bool = False) -> None:
         self.last, self.best = folder / "last.ckpt", folder / "best.ckpt"
         self.best_acc = -math.inf
         self.best_epoch: int | None = None  # 0-based, as in metrics.csv
         self.best_step: int | None = None
+        self.forget_best = forget_best  # a resume found best.ckpt unusable: the next validated epoch is best
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         acc = float(trainer.callback_metrics.get("val_acc", math.nan))
@@ -73,6 +75,8 @@ class RunCheckpoints(pl.Callback):
         return {"best_acc": self.best_acc, "best_epoch": self.best_epoch, "best_step": self.best_step}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        if self.forget_best:
+            return
         self.best_acc = state_dict.get("best_acc", -math.inf)
         self.best_epoch, self.best_step = state_dict.get("best_epoch"), state_dict.get("best_step")
 
@@ -91,26 +95,46 @@ def publish_copy(source: Path, target: Path) -> None:
 
 @dataclass(frozen=True)
 class Point:
-    """Where a checkpoint stands in its run."""
+    """Where a checkpoint stands in its run, and what it was trained with."""
 
     step: int  # optimiser steps done
     epoch: int  # 0-based epoch it was saved in (or at the end of)
     epochs_recorded: int | None  # epoch rows written when it was saved (None: an older checkpoint)
     schedule_end: int | None = None  # the step its lr schedule ends at (None: no schedule)
+    best_step: int | None = None  # the step of the best.ckpt it knew of
+    config: dict | None = None  # the config in its hyperparameters
+    state_dict: dict = field(default_factory=dict, repr=False)
+
+    def check_loads(self, config: RunConfig) -> None:
+        """The weights fit the network `config` builds (a checkpoint of another run does not)."""
+        from fmnist_tui.engine import models
+
+        net = {k.removeprefix("net."): v for k, v in self.state_dict.items() if k.startswith("net.")}
+        try:
+            models.build(config).load_state_dict(net, strict=True)
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0]
+            raise RunStoreError(f"last.ckpt does not fit the network its config.toml describes ({first})") from None
 
 
 def read_point(path: Path) -> Point:
     """A checkpoint's position, or RunStoreError: a truncated file makes Lightning raise mid-start,
-    a missing one makes it start over silently."""
+    a missing one makes it start over silently. Loaded as weights only: a checkpoint that
+    carries code is refused, never run."""
     if not path.is_file():
-        raise RunStoreError(f"{path} does not exist: nothing to resume from")
+        raise RunStoreError(f"{path} is not a file: nothing to resume from")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        if "state_dict" not in ckpt:
-            raise ValueError("no state_dict")
-        reporter = ckpt.get("callbacks", {}).get("Reporter", {})
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("state_dict", "loops", "optimizer_states", "pytorch-lightning_version"):
+            if key not in ckpt:
+                raise ValueError(f"no {key}")
+        callbacks = ckpt.get("callbacks", {})
         schedulers = ckpt.get("lr_schedulers") or [{}]
         end = schedulers[0].get("end_step", schedulers[0].get("total_steps", schedulers[0].get("T_max")))
-        return Point(int(ckpt["global_step"]), int(ckpt["epoch"]), reporter.get("epochs_recorded"), end)
+        config = ckpt.get("hyper_parameters", {}).get("config")
+        return Point(int(ckpt["global_step"]), int(ckpt["epoch"]), callbacks.get("Reporter", {}).get("epochs_recorded"),
+                     end, callbacks.get("RunCheckpoints", {}).get("best_step"),
+                     config if isinstance(config, dict) else None, ckpt["state_dict"])  # fmt: skip
     except Exception as err:
-        raise RunStoreError(f"{path} is not a usable checkpoint ({type(err).__name__}: {err})") from None
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise RunStoreError(f"{path} is not a usable checkpoint ({type(err).__name__}: {message[:200]})") from None

@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 import threading
 import time
+from pathlib import Path
+from typing import Callable
 
 import pytorch_lightning as pl
 import torch
 
 from fmnist_tui.engine.events import EpochEnd, RunStarted, Sink, StepProgress
-from fmnist_tui.metrics import Carried, MetricsWriter
+from fmnist_tui.metrics import Carried, MetricsWriter, best_val_acc, read_rows, recorded_seconds
 
 
 class StopRun(Exception):
@@ -30,8 +32,10 @@ class Diverged(Exception):
 
 class Reporter(pl.Callback):
     def __init__(self, sink: Sink, stop_event: threading.Event, metrics: MetricsWriter, run_dir: str,
-                 device: str, hz: float, stop_on_nan: bool, carried: Carried | None = None):  # fmt: skip
+                 device: str, hz: float, stop_on_nan: bool, carried: Carried | None = None,
+                 guard: Callable[[], None] = lambda: None):  # fmt: skip
         self.sink, self.stop_event, self.metrics = sink, stop_event, metrics
+        self.guard = guard  # raises if this process is no longer the run's one writer
         self.run_dir, self.device = run_dir, device
         self.interval, self.stop_on_nan = 1.0 / hz, stop_on_nan
         self.carried = carried  # the record of the epoch a resume starts in
@@ -95,6 +99,7 @@ class Reporter(pl.Callback):
         if not pending:
             return
         losses = torch.stack(pending).float().cpu().tolist()  # the one sync per tick
+        self.guard()
         first = trainer.global_step - len(losses) + 1
         self.metrics.steps(trainer.current_epoch, first, losses, self._epoch_seconds(now))
         self._epoch_losses.extend(losses)
@@ -121,6 +126,7 @@ class Reporter(pl.Callback):
         # Runs before RunCheckpoints saves this epoch (callbacks run in list order).
         now = time.perf_counter()
         self._tick(trainer, pl_module, now)
+        self.guard()
         metrics = trainer.callback_metrics
         losses = self._epoch_losses
         row = dict(
@@ -132,3 +138,15 @@ class Reporter(pl.Callback):
         self.metrics.row("epoch", **row)
         self.epochs_recorded = trainer.current_epoch + 1
         self.sink(EpochEnd(**row))
+
+
+class SummarySoFar(pl.Callback):
+    """best_val_acc and duration_s in summary.json after every epoch (after its checkpoint is saved):
+    `fmnist-tui runs` shows them while the run trains, and after a kill -9."""
+
+    def __init__(self, write: Callable[..., object], metrics_path: Path) -> None:
+        self.write, self.metrics_path = write, metrics_path
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        rows = read_rows(self.metrics_path)
+        self.write(best_val_acc=best_val_acc(rows), duration_s=round(recorded_seconds(rows), 3))

@@ -14,20 +14,20 @@ import os
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 from fmnist_tui import paths
-from fmnist_tui.config import ConfigError, RunConfig, check_resume_overrides, make_config, with_overrides
+from fmnist_tui.config import RunConfig, with_overrides
 from fmnist_tui.engine.events import LogLine, RunEnded, Sink
 from fmnist_tui.engine.logs import route_logs
+from fmnist_tui.engine.segment import Segment, begin, open_new, open_resume
 from fmnist_tui.engine.stop import reason_of
 from fmnist_tui.files import DiskFull
-from fmnist_tui.format import printable
 from fmnist_tui.metrics import FILE as METRICS
-from fmnist_tui.metrics import MetricsWriter, best_val_acc, read_rows, recorded_seconds, restart_at
-from fmnist_tui.runs import RunDir, RunStore, RunStoreError
+from fmnist_tui.metrics import MetricsWriter, best_val_acc, read_rows, recorded_seconds
+from fmnist_tui.runs import LockLost, RunStore
 
 log = logging.getLogger("fmnist_tui.engine")
 
@@ -45,70 +45,6 @@ def device_description(accelerator: str = "auto") -> str:
         props = torch.cuda.get_device_properties(0)
         return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
     return f"CPU ({os.cpu_count()} cores)"
-
-
-@dataclass
-class Segment:
-    """What this process trains: a new run, or more of one (`resume_from` set)."""
-
-    run_dir: RunDir  # locked by this process
-    config: RunConfig
-    resume_from: Path | None = None
-    step: int = 0  # where the checkpoint stands
-    epochs_recorded: int = 0  # the epoch rows it holds
-    history: list[dict] = field(default_factory=list)  # config.toml's [[resume]] tables, this one last
-    previous: dict = field(default_factory=dict)  # summary.json before this segment
-    notes: list[str] = field(default_factory=list)  # warnings for the log once the run starts
-
-
-def open_new(store: RunStore, config: RunConfig, data_dir: str | os.PathLike | None) -> Segment:
-    # --data-dir beats the config's data_dir, which beats $FMNIST_TUI_DATA_DIR and the default.
-    data = str(paths.data_dir(data_dir)) if data_dir else (config.data_dir or str(paths.data_dir()))
-    config = with_overrides(config, {"data_dir": data}, "data folder")
-    return Segment(store.create(config), config)
-
-
-def open_resume(store: RunStore, ref: str, overrides: dict, data_dir: str | os.PathLike | None) -> Segment:
-    """Lock the run and check that it can go on as asked; nothing is written yet."""
-    from fmnist_tui.engine.checkpoint import read_point
-
-    info = store.find(ref)
-    status_before = info.status  # read before locking: the lock makes it "running"
-    run_dir = RunDir(info.path)
-    run_dir.lock()
-    try:
-        if not info.config:
-            raise RunStoreError(f"{printable(info.path)}: config.toml is missing or unreadable")
-        check_resume_overrides(overrides)
-        if data_dir:
-            overrides = {**overrides, "data_dir": str(paths.data_dir(data_dir))}
-        before = make_config(info.config, printable(info.path / "config.toml"))
-        config = with_overrides(before, overrides)
-        point = read_point(info.last_checkpoint)
-        per_epoch, total = config.steps_per_epoch, config.epochs * config.steps_per_epoch
-        if point.step > total:
-            raise ConfigError(f"--set epochs={config.epochs}: the run has already trained "
-                              f"{point.step / per_epoch:g} epochs; give at least that many")  # fmt: skip
-        if status_before == "finished" and point.step >= total:
-            raise ConfigError(f"run {info.name} has finished its {config.epochs} epochs; "
-                              f"to train further, resume with --set epochs=N (N > {config.epochs})")  # fmt: skip
-        recorded = point.epochs_recorded
-        if recorded is None:  # a checkpoint from before the Reporter saved this: count the rows it holds
-            recorded = sum(1 for r in read_rows(info.path / METRICS) if r["kind"] == "epoch" and int(r["step"]) <= point.step)
-        old, new = before.model_dump(), config.model_dump()
-        entry = {
-            "started": datetime.now().isoformat(timespec="seconds"), "step": point.step, "status_before": status_before,
-            "changed": {k: [old[k], new[k]] for k in new if new[k] != old[k] and new[k] is not None and old[k] is not None},
-        }  # fmt: skip
-        history = [*info.history, entry]
-        notes = []
-        if point.schedule_end is not None and point.step >= point.schedule_end and total > point.step:
-            notes.append(f"the {config.schedule} schedule had ended: the {(total - point.step) / per_epoch:g} epochs "
-                         "to come train at its last learning rate (start a new run for a new schedule)")  # fmt: skip
-        return Segment(run_dir, config, info.last_checkpoint, point.step, recorded, history, dict(info.summary), notes)
-    except BaseException:
-        run_dir.unlock()
-        raise
 
 
 def run(
@@ -145,7 +81,6 @@ def _run_segment(seg: Segment, sink: Sink, stop_event: threading.Event, cpu_thre
     import pytorch_lightning  # noqa: F401 - its import attaches stderr handlers that route_logs replaces
     import torch
 
-    seg.run_dir.reserve_space()
     threads_before = torch.get_num_threads()
     if cpu_threads:
         torch.set_num_threads(cpu_threads)
@@ -153,7 +88,9 @@ def _run_segment(seg: Segment, sink: Sink, stop_event: threading.Event, cpu_thre
         for note in seg.notes:
             log.warning(note)
         try:
-            carried = _begin(seg)
+            carried = begin(seg)
+            if carried is not None and carried.problem:
+                log.warning(carried.problem)
             metrics = MetricsWriter(seg.run_dir.path / METRICS)
             try:
                 end = _train(seg, sink, stop_event, metrics, carried, callbacks)
@@ -167,19 +104,12 @@ def _run_segment(seg: Segment, sink: Sink, stop_event: threading.Event, cpu_thre
     return _finish(seg, end, sink)
 
 
-def _begin(seg: Segment):
-    """A resume: record what it changes, mark the run running, cut metrics.csv back to the checkpoint."""
-    if seg.resume_from is None:
-        return None
-    seg.run_dir.write_config(seg.config, seg.history)
-    seg.run_dir.write_summary(status="running", pid=os.getpid(), resumed=int(seg.previous.get("resumed", 0) or 0) + 1)
-    return restart_at(seg.run_dir.path / METRICS, seg.step, seg.epochs_recorded)
-
-
 def _ended_by(err: BaseException, sink: Sink, stop_event: threading.Event, seg: Segment) -> dict:
     from fmnist_tui.engine.idx import DataError
     from fmnist_tui.engine.reporter import Diverged, StopRun
 
+    if seg.run_dir.lost or isinstance(err, LockLost):
+        return {"status": "failed", "error": str(err) if isinstance(err, LockLost) else "another process took over this run"}
     if isinstance(err, StopRun):
         return {"status": reason_of(stop_event)}
     if isinstance(err, Diverged):
@@ -209,7 +139,6 @@ def _free_memory() -> None:
 def _finish(seg: Segment, end: dict, sink: Sink) -> RunEnded:
     """summary.json first (the reserve freed for it), then the RunEnded event."""
     run_dir = seg.run_dir
-    run_dir.release_space()
     rows = read_rows(run_dir.path / METRICS)
     end.setdefault("best_val_acc", best_val_acc(rows))
     last = run_dir.checkpoints / "last.ckpt"
@@ -229,7 +158,11 @@ def _finish(seg: Segment, end: dict, sink: Sink) -> RunEnded:
             last_test_step=steps["last_test_step"],
         )  # fmt: skip
     try:
+        run_dir.check_lock()  # a process that lost the run to another writes nothing more
+        run_dir.release_space()
         run_dir.write_summary(**fields)
+    except LockLost as err:
+        ended = replace(ended, status="failed", error=str(err))
     except OSError as err:
         ended = replace(ended, error=f"{ended.error or ended.status}; summary.json not written: {err}")
     sink(ended)
@@ -242,7 +175,7 @@ def _train(seg: Segment, sink, stop_event, metrics: MetricsWriter, carried, call
     from fmnist_tui.engine.checkpoint import AtomicCheckpointIO, RunCheckpoints
     from fmnist_tui.engine.data import FashionData
     from fmnist_tui.engine.module import Classifier
-    from fmnist_tui.engine.reporter import Reporter
+    from fmnist_tui.engine.reporter import Reporter, SummarySoFar
 
     config, run_dir = seg.config, seg.run_dir
     data = FashionData(config, Path(config.data_dir or paths.data_dir()))
@@ -254,38 +187,47 @@ def _train(seg: Segment, sink, stop_event, metrics: MetricsWriter, carried, call
         run_dir.write_config(config, seg.history)
     pl.seed_everything(config.seed, verbose=False)
     module = Classifier(config.model_dump())
-    checkpoints = RunCheckpoints(run_dir.checkpoints)
+    checkpoints = RunCheckpoints(run_dir.checkpoints, seg.forget_best)
     reporter = Reporter(sink, stop_event, metrics, str(run_dir.path), device_description(config.accelerator),
-                        config.progress_hz, config.stop_on_nan, carried)  # fmt: skip
+                        config.progress_hz, config.stop_on_nan, carried, guard=run_dir.check_lock)  # fmt: skip
+    # Callbacks run in this order at an epoch's end: its rows, then its checkpoints, then the summary.
     trainer = pl.Trainer(
         accelerator=config.accelerator, devices=config.devices, precision=config.precision,
         max_epochs=config.epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        enable_checkpointing=False, num_sanity_val_steps=0, callbacks=[reporter, checkpoints, *callbacks],
-        plugins=[AtomicCheckpointIO()], default_root_dir=run_dir.path,
-        benchmark=True if on_gpu(config.accelerator) else None,
+        enable_checkpointing=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
+        callbacks=[reporter, checkpoints, SummarySoFar(run_dir.write_summary, run_dir.path / METRICS), *callbacks],
+        default_root_dir=run_dir.path, benchmark=True if on_gpu(config.accelerator) else None,
     )  # fmt: skip
-    trainer.fit(module, datamodule=data, ckpt_path=str(seg.resume_from) if seg.resume_from else None, weights_only=False)
+    trainer.fit(module, datamodule=data, ckpt_path=str(seg.resume_from) if seg.resume_from else None, weights_only=True)
     return _test(trainer, module, data, checkpoints, metrics)
 
 
 def _test(trainer, module, data, checkpoints, metrics: MetricsWriter) -> dict:
-    """Test best.ckpt's weights, and the final weights too when they are not the same."""
+    """Test best.ckpt's weights, and the final weights too when they are not the same.
+    Each figure is labelled with the epoch and step the tested file itself records."""
+    from fmnist_tui.engine.checkpoint import read_point
+    from fmnist_tui.runs import RunStoreError
+
     final_epoch, final_step = trainer.current_epoch - 1, trainer.global_step
 
     def test(weights: str, epoch: int, step: int, ckpt_path: str | None = None) -> tuple[float, float]:
         started = time.perf_counter()
-        trainer.test(module, datamodule=data, ckpt_path=ckpt_path, verbose=False, weights_only=False)
+        trainer.test(module, datamodule=data, ckpt_path=ckpt_path, verbose=False, weights_only=True)
         acc, loss = float(trainer.callback_metrics["test_acc"]), float(trainer.callback_metrics["test_loss"])
         metrics.row("test", epoch=epoch, step=step, test_loss=loss, test_acc=acc,
                     seconds=round(time.perf_counter() - started, 3), weights=weights)  # fmt: skip
         return acc, loss
 
-    best_epoch, best_step = checkpoints.best_epoch, checkpoints.best_step
+    try:
+        held = read_point(checkpoints.best) if checkpoints.best_step is not None else None
+    except RunStoreError:
+        held = None
     end: dict = {"status": "finished"}
-    if best_step is None or not checkpoints.best.exists():  # no epoch was validated: only the final weights
+    if held is None:  # no epoch was validated (or best.ckpt is gone): only the final weights
         acc, loss = test("last", final_epoch, final_step)
         end.update(test_checkpoint="last.ckpt", test_epoch=final_epoch, test_step=final_step, checkpoint=str(checkpoints.last))
     else:
+        best_epoch, best_step = held.epoch, held.step
         if best_step != final_step:  # the weights in memory are last.ckpt's; best.ckpt is loaded next
             last_acc, last_loss = test("last", final_epoch, final_step)
             end.update(last_test_acc=last_acc, last_test_loss=last_loss, last_test_epoch=final_epoch, last_test_step=final_step)

@@ -15,9 +15,14 @@ MAX_POINTS = 400  # the plot is at most a few hundred cells wide; more points on
 POINTS_PER_CELL = 4  # two per braille dot column: the line keeps its shape, plotext draws it in half the time
 
 
+def plottable(*values: float) -> bool:
+    """Finite and of a sane size: a hand-edited metrics.csv may hold 1e308, which overflows the axes."""
+    return all(math.isfinite(v) and abs(v) < 1e12 for v in values)
+
+
 def thin(points: Sequence[tuple[int, float]], limit: int = MAX_POINTS) -> tuple[list[int], list[float]]:
     """Average runs of neighbouring points so long runs stay cheap to draw."""
-    finite = [(x, y) for x, y in points if math.isfinite(y)]
+    finite = [(x, y) for x, y in points if plottable(x, y)]
     if len(finite) <= limit:
         return [x for x, _ in finite], [y for _, y in finite]
     size = math.ceil(len(finite) / limit)
@@ -55,7 +60,7 @@ class MetricsChart(Horizontal):
 
     def _apply(self) -> None:
         losses, epochs = self._data
-        val = [(e.step, e.val_loss) for e in epochs if math.isfinite(e.val_loss)]
+        val = [(e.step, e.val_loss) for e in epochs if plottable(e.step, e.val_loss)]
         loss_key = (len(losses), losses[-1] if losses else None, tuple(val))
         if self._changed("loss-plot", loss_key):
             # No legends: at 80x24 they cover the first points. The titles name the markers instead.
@@ -69,7 +74,7 @@ class MetricsChart(Horizontal):
                 plt.scatter([s for s, _ in val], [v for _, v in val], marker="dot", color="orange")
             self.query_one("#loss-plot", PlotextPlot).refresh()
 
-        acc = [(e.epoch + 1, 100 * e.val_acc) for e in epochs if math.isfinite(e.val_acc)]
+        acc = [(e.epoch + 1, 100 * e.val_acc) for e in epochs if plottable(e.epoch, 100 * e.val_acc)]
         if self._changed("acc-plot", tuple(acc)):
             plt = self._start("#acc-plot", "val accuracy %", "epoch")
             if acc:

@@ -1,0 +1,209 @@
+"""What one process trains: a new run, or more of one. Everything is checked before anything is written.
+
+`open_resume` takes the run's writer lock first and only then reads the folder, so no
+other process can change it between the checks and the writes. It refuses, in one line
+(ConfigError or RunStoreError: exit 2), whatever would make the record lie or fail later:
+a config.toml that no longer matches the checkpoint, a checkpoint that does not load into
+the network, files that are not plain files, a change of what is trained, no GPU for a
+GPU config. What it can mend without losing anything (a best.ckpt left behind by a kill,
+a damaged best.ckpt or summary.json, set aside rather than deleted) it lists as repairs,
+which `begin` carries out once the run really starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from fmnist_tui import paths
+from fmnist_tui.config import RESUMABLE, ConfigError, RunConfig, check_resume_overrides, make_config, with_overrides
+from fmnist_tui.files import DiskFull
+from fmnist_tui.format import printable
+from fmnist_tui.metrics import FILE as METRICS
+from fmnist_tui.metrics import Carried, read_rows, restart_at
+from fmnist_tui.runs import STATUSES, RunDir, RunStore, RunStoreError
+
+
+@dataclass
+class Segment:
+    """What this process trains: a new run, or more of one (`resume_from` set)."""
+
+    run_dir: RunDir  # locked by this process
+    config: RunConfig
+    resume_from: Path | None = None
+    step: int = 0  # where the checkpoint stands
+    epochs_recorded: int = 0  # the epoch rows it holds
+    history: list[dict] = field(default_factory=list)  # config.toml's [[resume]] tables, this one last
+    previous: dict = field(default_factory=dict)  # summary.json before this segment
+    notes: list[str] = field(default_factory=list)  # warnings for the log once the run starts
+    republish_best: bool = False  # best.ckpt is last.ckpt's epoch but was not written before a kill
+    forget_best: bool = False  # best.ckpt is not what last.ckpt says it is: track the best anew
+    set_aside: list[Path] = field(default_factory=list)  # damaged files to keep beside, not to read
+
+    @property
+    def resumed(self) -> bool:
+        return bool(self.history)
+
+
+def check_device(config: RunConfig) -> None:
+    """A GPU config on a machine without one fails here, before any folder is made or changed."""
+    if config.accelerator != "gpu" and config.precision != "16-mixed":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        what = "accelerator = gpu" if config.accelerator == "gpu" else "precision = 16-mixed"
+        raise ConfigError(f"{what} needs a GPU, and none is visible here (torch.cuda.is_available() is false): "
+                          "use accelerator = auto or cpu, precision = 32 or bf16-mixed")  # fmt: skip
+
+
+def open_new(store: RunStore, config: RunConfig, data_dir: str | os.PathLike | None) -> Segment:
+    # --data-dir beats the config's data_dir, which beats $FMNIST_TUI_DATA_DIR and the default.
+    data = str(paths.data_dir(data_dir)) if data_dir else (config.data_dir or str(paths.data_dir()))
+    config = with_overrides(config, {"data_dir": data}, "data folder")
+    check_device(config)
+    return Segment(store.create(config), config)
+
+
+def open_resume(store: RunStore, ref: str, overrides: dict, data_dir: str | os.PathLike | None) -> Segment:
+    """Lock the run and check that it can go on as asked; nothing is written yet."""
+    path = store.find(ref).path
+    run_dir = RunDir(path)
+    run_dir.lock()
+    try:
+        return _check_resume(store, run_dir, overrides, data_dir)
+    except BaseException:
+        run_dir.unlock()
+        raise
+
+
+def _check_resume(store: RunStore, run_dir: RunDir, overrides: dict, data_dir) -> Segment:
+    from fmnist_tui.engine.checkpoint import read_point
+
+    info = store.read(run_dir.path)  # read under the lock: nobody changes it now
+    where = printable(run_dir.path)
+    if not info.config:
+        raise RunStoreError(f"{where}: config.toml is missing or unreadable, so nothing says what this run trains")
+    for name in ("summary.json", METRICS, "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
+        if (run_dir.path / name).exists() and not (run_dir.path / name).is_file():
+            raise RunStoreError(f"{where}/{name} is not a plain file: move it away, then resume")
+    check_resume_overrides(overrides)
+    if data_dir:
+        overrides = {**overrides, "data_dir": str(paths.data_dir(data_dir))}
+    before = make_config(info.config, f"{where}/config.toml")
+    config = with_overrides(before, overrides)
+    check_device(config)
+    status = info.summary.get("status")
+    status_before = "interrupted" if status == "running" else status if status in STATUSES else "incomplete"
+    seg = Segment(run_dir, config, previous=dict(info.summary))
+    per_epoch, total = config.steps_per_epoch, config.epochs * config.steps_per_epoch
+    rows = read_rows(run_dir.path / METRICS)
+
+    if not info.last_checkpoint.exists():
+        if any(r["kind"] == "epoch" for r in rows):
+            raise RunStoreError(f"{where}/checkpoints/last.ckpt is missing, yet epochs were recorded: "
+                                "the run cannot go on from where it was (start a new run)")  # fmt: skip
+        seg.notes.append("no checkpoint yet (stopped before its first step): the run starts again from step 0")
+    else:
+        point = read_point(info.last_checkpoint)
+        _same_run(before, point.config, where)
+        point.check_loads(config)
+        seg.resume_from, seg.step = info.last_checkpoint, point.step
+        if point.step > total:
+            raise ConfigError(f"--set epochs={config.epochs}: the run has already trained "
+                              f"{point.step / per_epoch:g} epochs; give at least that many")  # fmt: skip
+        if status_before == "finished" and point.step >= total:
+            raise ConfigError(f"run {info.name} has finished its {config.epochs} epochs; "
+                              f"to train further, resume with --set epochs=N (N > {config.epochs})")  # fmt: skip
+        seg.epochs_recorded = point.epochs_recorded if point.epochs_recorded is not None else sum(
+            1 for r in rows if r["kind"] == "epoch" and int(r["step"]) <= point.step)  # an older checkpoint  # fmt: skip
+        _check_best(seg, point, read_point, where)
+        if point.schedule_end is not None and point.step >= point.schedule_end and total > point.step:
+            seg.notes.append(f"the {config.schedule} schedule had ended: the {(total - point.step) / per_epoch:g} "
+                             "epochs to come train at its last learning rate (start a new run for a new schedule)")  # fmt: skip
+    if info.problems and (run_dir.path / "summary.json").exists():
+        seg.set_aside.append(run_dir.path / "summary.json")
+        seg.notes.append("summary.json was unreadable: kept as summary.json.damaged, a new one is written")
+    old, new = before.model_dump(), config.model_dump()
+    entry = {
+        "started": datetime.now().isoformat(timespec="seconds"), "step": seg.step, "status_before": status_before,
+        "changed": {k: [old[k], new[k]] for k in new if new[k] != old[k] and None not in (new[k], old[k])},
+    }  # fmt: skip
+    seg.history = [*info.history, entry]
+    try:
+        run_dir.reserve_space()
+    except DiskFull as err:
+        raise RunStoreError(f"{err}: free some space, then resume") from None
+    return seg
+
+
+def _same_run(config: RunConfig, trained: dict | None, where: str) -> None:
+    """config.toml must still describe the weights in last.ckpt (it holds the config it trained with)."""
+    if trained is None:
+        return
+    ours = config.model_dump()
+    for key, value in trained.items():
+        if key in RESUMABLE or key not in ours or value is None or ours[key] is None or ours[key] == value:
+            continue
+        raise RunStoreError(f"{where}: config.toml says {key} = {_shown(ours[key])} but last.ckpt was trained "
+                            f"with {key} = {_shown(value)}; put config.toml back (a resume may change only "
+                            f"{', '.join(RESUMABLE)})")  # fmt: skip
+
+
+def _shown(value) -> str:
+    return printable(repr(value) if isinstance(value, str) else value)
+
+
+def _check_best(seg: Segment, point, read_point, where: str) -> None:
+    best = seg.run_dir.checkpoints / "best.ckpt"
+    recorded = point.best_step  # what last.ckpt says best.ckpt holds
+    if recorded is None:
+        return
+    try:
+        held = read_point(best).step if best.exists() else None
+    except RunStoreError:
+        seg.set_aside.append(best)
+        seg.forget_best = True
+        seg.notes.append("checkpoints/best.ckpt did not load: kept as best.ckpt.damaged; the best epoch is tracked anew")
+        return
+    if held == recorded:
+        return
+    if recorded == point.step:  # killed between saving last.ckpt and publishing it as best.ckpt
+        seg.republish_best = True
+    else:
+        seg.forget_best = True
+        seg.notes.append(f"checkpoints/best.ckpt holds step {held}, not the best step {recorded} that last.ckpt "
+                         "recorded: the best epoch is tracked anew")  # fmt: skip
+
+
+def begin(seg: Segment) -> Carried | None:
+    """A resume: carry out its repairs, record what it changes, mark the run running, cut metrics.csv
+    back to the checkpoint. A new run has nothing to do here."""
+    from fmnist_tui.engine.checkpoint import publish_copy
+
+    if not seg.resumed:
+        return None
+    run_dir = seg.run_dir
+    for path in seg.set_aside:
+        os.replace(path, path.with_name(path.name + ".damaged"))
+    if seg.republish_best:
+        publish_copy(run_dir.checkpoints / "last.ckpt", run_dir.checkpoints / "best.ckpt")
+    for tmp in [*run_dir.path.glob(".*.tmp"), *run_dir.checkpoints.glob(".*.tmp")]:
+        tmp.unlink(missing_ok=True)  # left by a kill mid-write; this process holds the lock
+    run_dir.write_config(seg.config, seg.history)
+    started = seg.previous.get("started") if "summary.json" not in {p.name for p in seg.set_aside} else None
+    run_dir.write_summary(status="running", pid=os.getpid(), started=started or _started_from_name(run_dir.path),
+                          resumed=_count(seg.previous.get("resumed")) + 1)  # fmt: skip
+    return restart_at(run_dir.path / METRICS, seg.step, seg.epochs_recorded)
+
+
+def _count(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9 else 0
+
+
+def _started_from_name(path: Path) -> str | None:
+    match = re.match(r"(\d{8}-\d{6})", path.name)
+    return datetime.strptime(match.group(1), "%Y%m%d-%H%M%S").isoformat() if match else None
