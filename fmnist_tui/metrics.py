@@ -86,6 +86,8 @@ class Carried:
     losses: list[float] = field(default_factory=list)  # its step losses so far, in order
     seconds: float = 0.0  # its time so far
     problem: str | None = None  # what was wrong with the file, for the log
+    epochs_seconds: float = 0.0  # the time of the epochs before it
+    best_val_acc: float | None = None  # the best of the epochs before it
 
 
 def restart_at(path: Path, step: int, epochs_done: int) -> Carried:
@@ -127,7 +129,8 @@ def restart_at(path: Path, step: int, epochs_done: int) -> Carried:
     writer.writerow(COLUMNS)
     writer.writerows([row[c] for c in COLUMNS] for row in kept)
     write_atomic(path, out.getvalue())
-    carried = Carried(epochs_done, problem="; ".join(problems) or None)
+    carried = Carried(epochs_done, problem="; ".join(problems) or None, best_val_acc=best_val_acc(kept),
+                      epochs_seconds=recorded_seconds([r for r in kept if r["kind"] == "epoch"]))  # fmt: skip
     for row in kept:
         if row["kind"] == "step" and int(row["epoch"]) == epochs_done:
             carried.losses.append(float(row["train_loss"]))

@@ -12,12 +12,14 @@ def loaded_after(module: str) -> set[str]:
     return set(out.split())
 
 
-@pytest.mark.parametrize("module", ["fmnist_tui.config", "fmnist_tui.presets", "fmnist_tui.runs",
-                                    "fmnist_tui.engine.events", "fmnist_tui.engine.stop", "fmnist_tui.cli.main"])  # fmt: skip
+@pytest.mark.parametrize("module", ["fmnist_tui.config", "fmnist_tui.presets", "fmnist_tui.runs", "fmnist_tui.metrics",
+                                    "fmnist_tui.files", "fmnist_tui.format", "fmnist_tui.engine.events",
+                                    "fmnist_tui.engine.stop", "fmnist_tui.cli.main"])  # fmt: skip
 def test_light_modules_import_neither_torch_nor_textual(module):
     assert not {"torch", "textual", "pytorch_lightning"} & loaded_after(module)
 
 
-@pytest.mark.parametrize("module", ["fmnist_tui.engine.runner", "fmnist_tui.engine.data", "fmnist_tui.cli.headless"])
+@pytest.mark.parametrize("module", ["fmnist_tui.engine.runner", "fmnist_tui.engine.data", "fmnist_tui.engine.segment",
+                                    "fmnist_tui.engine.checkpoint", "fmnist_tui.cli.headless"])  # fmt: skip
 def test_engine_never_imports_textual(module):
     assert "textual" not in loaded_after(module)

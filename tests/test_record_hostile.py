@@ -260,3 +260,22 @@ def test_a_writer_that_lost_its_lock_writes_nothing_more(tmp_path):
     assert json.loads((folder / "summary.json").read_text())["by"] == "the other process"
     assert [r["epoch"] for r in rows(folder, "epoch")] == ["0"]  # nothing written after the loss
     taker.other.close()
+
+
+def test_a_disk_full_at_the_first_checkpoint_then_resume_starts_again(tmp_path, reference):
+    import pytorch_lightning as pl
+
+    class FullFromTheStart(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            (Path(trainer.default_root_dir) / "checkpoints" / ".last.ckpt.tmp").symlink_to("/dev/full")
+
+    end = go(make_config(SHORT), tmp_path, callbacks=[FullFromTheStart()])
+    folder = Path(end.run_dir)
+    assert end.status == "failed" and end.error.startswith("disk full") and f"--resume {folder.name}" in end.error
+    assert [r["epoch"] for r in rows(folder, "epoch")] == ["0"] and not (folder / "checkpoints" / "last.ckpt").exists()
+    events = []
+    again = go(None, tmp_path, events=events, resume=str(folder))
+    assert again.status == "finished"
+    assert any("starts again from step 0" in getattr(e, "text", "") for e in events)
+    assert (folder / "metrics.csv.damaged").exists()
+    assert_same_record(reference.run_dir, str(folder))

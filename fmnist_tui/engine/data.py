@@ -25,6 +25,18 @@ log = logging.getLogger("fmnist_tui.data")
 STEPS_PER_CALL = 8  # optimiser steps per Lightning training_step call (see StepGroups)
 
 
+def seed_device(device: torch.device, seed: int) -> None:
+    """Seed the generator that random ops on `device` draw from. (torch.manual_seed seeds every
+    backend there is: 90 µs a call here, against 1 µs for the one generator in use.)"""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.default_generators[index].manual_seed(seed)
+    elif device.type == "cpu":
+        torch.default_generator.manual_seed(seed)
+    else:
+        torch.manual_seed(seed)
+
+
 def position_seed(seed: int, *position: int | str) -> int:
     """A seed for one place in a run (a batch, a step): the same there whatever came before,
     so a run stopped and resumed anywhere draws exactly the random numbers it would have."""
@@ -117,7 +129,7 @@ class DeviceBatches:
         self.start = done
         for start in range(done * self.batch_size, n, self.batch_size):
             if self.seeded:
-                torch.manual_seed(position_seed(self.seed, "batch", epoch, start // self.batch_size))
+                seed_device(self.images.device, position_seed(self.seed, "batch", epoch, start // self.batch_size))
             if order is None:
                 x, y = self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
             else:

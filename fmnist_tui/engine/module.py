@@ -12,7 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from fmnist_tui.config import RunConfig, make_config
 from fmnist_tui.engine import models, schedule
-from fmnist_tui.engine.data import position_seed
+from fmnist_tui.engine.data import position_seed, seed_device
 
 
 def uses_channels_last(config: RunConfig, device: torch.device) -> bool:
@@ -76,7 +76,7 @@ class Classifier(pl.LightningModule):
         for x, y in batches:
             self.before_step()
             if self.seed_steps:
-                torch.manual_seed(position_seed(self.config.seed, "step", self.trainer.global_step))
+                seed_device(x.device, position_seed(self.config.seed, "step", self.trainer.global_step))
             loss = F.cross_entropy(self(x), y, label_smoothing=self.config.label_smoothing)
             opt.zero_grad(set_to_none=True)
             backward(loss)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
 import pytorch_lightning as pl
 import torch
 
 from fmnist_tui.engine.events import EpochEnd, RunStarted, Sink, StepProgress
-from fmnist_tui.metrics import Carried, MetricsWriter, best_val_acc, read_rows, recorded_seconds
+from fmnist_tui.metrics import Carried, MetricsWriter
 
 
 class StopRun(Exception):
@@ -43,6 +42,9 @@ class Reporter(pl.Callback):
         self._samples = 0
         self._epoch_losses: list[float] = []
         self._epoch_before = 0.0  # seconds the epoch took before this process resumed it
+        # The record so far, for summary.json after each epoch: its finished epochs' time and best accuracy.
+        self.epochs_seconds = carried.epochs_seconds if carried else 0.0
+        self.best_val_acc = carried.best_val_acc if carried else None
 
     def state_dict(self) -> dict:
         return {"epochs_recorded": self.epochs_recorded}
@@ -137,6 +139,9 @@ class Reporter(pl.Callback):
         )  # fmt: skip
         self.metrics.row("epoch", **row)
         self.epochs_recorded = trainer.current_epoch + 1
+        self.epochs_seconds += row["seconds"]
+        if math.isfinite(row["val_acc"]) and (self.best_val_acc is None or row["val_acc"] > self.best_val_acc):
+            self.best_val_acc = row["val_acc"]
         self.sink(EpochEnd(**row))
 
 
@@ -144,9 +149,8 @@ class SummarySoFar(pl.Callback):
     """best_val_acc and duration_s in summary.json after every epoch (after its checkpoint is saved):
     `fmnist-tui runs` shows them while the run trains, and after a kill -9."""
 
-    def __init__(self, write: Callable[..., object], metrics_path: Path) -> None:
-        self.write, self.metrics_path = write, metrics_path
+    def __init__(self, write: Callable[..., object], reporter: Reporter) -> None:
+        self.write, self.reporter = write, reporter
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        rows = read_rows(self.metrics_path)
-        self.write(best_val_acc=best_val_acc(rows), duration_s=round(recorded_seconds(rows), 3))
+        self.write(best_val_acc=self.reporter.best_val_acc, duration_s=round(self.reporter.epochs_seconds, 3))

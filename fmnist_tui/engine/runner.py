@@ -117,9 +117,7 @@ def _ended_by(err: BaseException, sink: Sink, stop_event: threading.Event, seg: 
     if isinstance(err, (KeyboardInterrupt, SystemExit)):
         return {"status": "interrupted", "error": type(err).__name__}
     if isinstance(err, DiskFull):
-        name = seg.run_dir.path.name
-        then = f"fmnist-tui run --resume {name}" if (seg.run_dir.checkpoints / "last.ckpt").exists() else "start it again"
-        return {"status": "failed", "error": f"{err}. Free some space, then: {then}"}
+        return {"status": "failed", "error": f"{err}. Free some space, then: fmnist-tui run --resume {seg.run_dir.path.name}"}
     if not isinstance(err, DataError):
         for line in traceback.format_exception(err)[-12:]:
             sink(LogLine("ERROR", "fmnist_tui.engine", line.rstrip()))
@@ -195,7 +193,7 @@ def _train(seg: Segment, sink, stop_event, metrics: MetricsWriter, carried, call
         accelerator=config.accelerator, devices=config.devices, precision=config.precision,
         max_epochs=config.epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
         enable_checkpointing=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
-        callbacks=[reporter, checkpoints, SummarySoFar(run_dir.write_summary, run_dir.path / METRICS), *callbacks],
+        callbacks=[reporter, checkpoints, SummarySoFar(run_dir.write_summary, reporter), *callbacks],
         default_root_dir=run_dir.path, benchmark=True if on_gpu(config.accelerator) else None,
     )  # fmt: skip
     trainer.fit(module, datamodule=data, ckpt_path=str(seg.resume_from) if seg.resume_from else None, weights_only=True)

@@ -103,10 +103,10 @@ def _check_resume(store: RunStore, run_dir: RunDir, overrides: dict, data_dir) -
     rows = read_rows(run_dir.path / METRICS)
 
     if not info.last_checkpoint.exists():
-        if any(r["kind"] == "epoch" for r in rows):
-            raise RunStoreError(f"{where}/checkpoints/last.ckpt is missing, yet epochs were recorded: "
-                                "the run cannot go on from where it was (start a new run)")  # fmt: skip
-        seg.notes.append("no checkpoint yet (stopped before its first step): the run starts again from step 0")
+        seg.notes.append("no last.ckpt (the run ended before its first checkpoint): it starts again from step 0")
+        if any(r["kind"] == "epoch" for r in rows):  # e.g. the disk filled at the first checkpoint; or it was deleted
+            seg.set_aside += [p for p in (run_dir.path / METRICS, run_dir.checkpoints / "best.ckpt") if p.exists()]
+            seg.notes.append("the earlier record is kept as metrics.csv.damaged (and best.ckpt.damaged)")
     else:
         point = read_point(info.last_checkpoint)
         _same_run(before, point.config, where)
