@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from pathlib import Path
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -32,14 +33,29 @@ def as_disk_full(err: OSError, path: str | os.PathLike) -> OSError:
     return DiskFull(path) if err.errno in FULL and not isinstance(err, DiskFull) else err
 
 
+def free_name(path: Path) -> Path:
+    """`path`, or `path-2`, `path-3`...: the first name nothing has yet (files set aside never overwrite each other)."""
+    candidate, n = path, 1
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Temporary file in the same folder, fsync, rename: a reader never sees half a file.
 
     On any failure the temporary file is removed and the previous file stays as it was.
+    The temporary name is new each time (whatever sits at an old one is never written through).
     """
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise as_disk_full(err, path) from None
+    tmp = Path(name)
+    try:
+        with open(fd, "wb") as f:
+            os.fchmod(fd, 0o644)  # as a plain open() would make it (mkstemp's 0600 would hide runs from the group)
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())

@@ -17,21 +17,30 @@ def printable(value: Any) -> str:
     return CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-def _number(value) -> bool:
-    """A finite int or float that fits a float; summary.json values may be anything (10**400 too)."""
+def number(value: Any) -> float | None:
+    """A value read from a file as a finite float, or None: summary.json may hold anything ("abc", 10**400)."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
+        return None
     try:
-        return math.isfinite(float(value))
+        result = float(value)
     except OverflowError:
-        return False
+        return None
+    return result if math.isfinite(result) else None
+
+
+def _number(value) -> bool:
+    return number(value) is not None
+
+
+def epoch_number(value: Any) -> int | None:
+    """A 0-based epoch from a file, as people count it (from 1); None unless a whole number >= 0."""
+    return value + 1 if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9 else None
 
 
 def pct(value: float | None) -> str:
     """0.8731 -> '87.31%'; missing, NaN or not a number -> '-'."""
-    if not _number(value):
-        return "-"
-    return f"{100 * float(value):.2f}%"
+    value = number(value)
+    return "-" if value is None or not math.isfinite(100 * value) else f"{100 * value:.2f}%"
 
 
 def num(value: float | None, digits: int = 4) -> str:

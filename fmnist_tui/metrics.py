@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fmnist_tui.files import as_disk_full, write_atomic
+from fmnist_tui.files import as_disk_full, free_name, write_atomic
 
 COLUMNS = ("kind", "epoch", "step", "train_loss", "val_loss", "val_acc", "lr", "seconds", "test_loss", "test_acc", "weights")
 FILE = "metrics.csv"
@@ -44,7 +44,7 @@ def _float(text: str | None) -> float | None:
 
 def _row(fields: list[str]) -> dict[str, str] | None:
     """A line's fields as a row, by position (the header may be damaged; older files lack `weights`)."""
-    if not 8 <= len(fields) <= len(COLUMNS) or fields[0] not in ("step", "epoch", "test"):
+    if not 8 <= len(fields) <= len(COLUMNS) or fields[0] not in ("step", "epoch", "test") or max(map(len, fields)) > 40:
         return None
     row = dict(zip(COLUMNS, fields + [""] * (len(COLUMNS) - len(fields))))
     try:
@@ -58,14 +58,17 @@ def _row(fields: list[str]) -> dict[str, str] | None:
 
 
 def _parse(text: str) -> tuple[list[dict[str, str]], int]:
-    """(well-formed rows, lines that were not). A last line without its newline is still being written."""
-    complete = text[: text.rfind("\n") + 1].replace("\0", "")
+    """(well-formed rows, lines that were not). A last line without its newline is still being written.
+
+    Split by hand, not with the csv module: the writer never quotes (every field is a number
+    or a word), and a stray quote or a huge field must cost one line, not the rest of the file."""
     rows, bad = [], 0
-    for n, fields in enumerate(csv.reader(io.StringIO(complete))):
+    for n, line in enumerate(text[: text.rfind("\n") + 1].splitlines()):
+        fields = line.split(",")
         row = _row(fields)
         if row is not None:
             rows.append(row)
-        elif fields and not (n == 0 and fields[0] == "kind"):
+        elif line.strip() and not (n == 0 and fields[0] == "kind"):
             bad += 1
     return rows, bad
 
@@ -74,7 +77,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     """The well-formed rows; a damaged or half-written line is skipped, never raised."""
     try:
         return _parse(path.read_text(encoding="utf-8", errors="replace"))[0]
-    except (OSError, csv.Error):
+    except OSError:
         return []
 
 
@@ -98,11 +101,9 @@ def restart_at(path: Path, step: int, epochs_done: int) -> Carried:
     rest is put in order, each step once. A file that needed more than that (garbage, a
     step twice, rows out of order) is first kept beside it as metrics.csv.damaged.
     """
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        rows, bad = _parse(text)
-    except (OSError, csv.Error):
-        text, rows, bad = "", [], 0
+    # Unreadable is not empty: the resume checked it reads (segment.py), so a failure here raises.
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    rows, bad = _parse(text)
     steps: dict[int, dict[str, str]] = {}
     epochs: dict[int, dict[str, str]] = {}
     for row in rows:
@@ -119,8 +120,9 @@ def restart_at(path: Path, step: int, epochs_done: int) -> Carried:
     in_file_order = [id(r) for r in rows if id(r) in wanted]
     problems = []
     if bad or in_file_order != kept_ids:
-        write_atomic(path.with_name(path.name + ".damaged"), text)
-        problems.append(f"{FILE} had damaged, repeated or misplaced rows: the original is kept as {FILE}.damaged")
+        aside = free_name(path.with_name(path.name + ".damaged"))
+        write_atomic(aside, text)
+        problems.append(f"{FILE} had damaged, repeated or misplaced rows: the original is kept as {aside.name}")
     missing = step - len(steps)
     if missing:
         problems.append(f"{FILE} lacks {missing} of the {step} steps the checkpoint holds: their losses are not on record")

@@ -52,16 +52,17 @@ class RunLocked(RunStoreError):
 
 
 class LockLost(RunStoreError):
-    """writer.lock was deleted or replaced while this process wrote, and another writer holds the new one."""
+    """This process may write the run no more: another holds its (new) writer.lock, or its folder went away."""
 
 
 def _open_lock(path: Path, write: bool) -> int:
     """The lock file's descriptor: never through a link, never blocking on a FIFO, a plain file only."""
     flags = (os.O_RDWR | os.O_CREAT if write else os.O_RDONLY) | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     fd = os.open(path, flags, 0o644)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:  # a hard link would have us write into another file
         os.close(fd)
-        raise OSError(errno.EINVAL, "not a plain file", str(path))
+        raise OSError(errno.EINVAL, "not a plain file of its own", str(path))
     return fd
 
 
@@ -132,7 +133,7 @@ class RunDir:
         self.checkpoints = path / "checkpoints"
         self._lock_file: Any = None
         self._lock_id: tuple[int, int] | None = None
-        self.lost = False  # another process took the run over: write nothing more
+        self.lost = ""  # why this process may write the run no more (another took it over, its folder went)
 
     # -- one writer ---------------------------------------------------------------------
     def lock(self) -> None:
@@ -167,8 +168,12 @@ class RunDir:
     def check_lock(self) -> None:
         """Still the one writer? A deleted or replaced writer.lock is taken again if nobody holds it;
         LockLost if another process does (this one must then write nothing more)."""
+        if self.lost:
+            raise LockLost(self.lost)
         if self._lock_file is None:
             return
+        if not self.path.is_dir():
+            self._lose(f"the run folder {printable(self.path)} was deleted or moved while this process wrote it")
         try:
             st = os.stat(self.path / LOCK, follow_symlinks=False)
             if (st.st_dev, st.st_ino) == self._lock_id:
@@ -186,12 +191,15 @@ class RunDir:
                 os.close(fd)
                 fd = None
         if fd is None:
-            self.unlock()
-            self.lost = True
-            raise LockLost(f"another process took over run {printable(self.path.name)} (its writer.lock was "
-                           "deleted or replaced while this process wrote it): this process stops writing")  # fmt: skip
+            self._lose(f"another process took over run {printable(self.path.name)} (its writer.lock was "
+                       "deleted or replaced while this process wrote it): this process stops writing")  # fmt: skip
         self._lock_file.close()
         self._hold(fd)
+
+    def _lose(self, reason: str) -> None:
+        self.unlock()
+        self.lost = reason
+        raise LockLost(reason)
 
     def unlock(self) -> None:
         if self._lock_file is not None:

@@ -44,3 +44,26 @@ def write_fake_fashion(folder: Path, n_train: int = 300, n_test: int = 60, gz: b
         write_idx(folder / (FILES[f"{split}_images"] + suffix), images)
         write_idx(folder / (FILES[f"{split}_labels"] + suffix), labels)
     return folder
+
+
+@pytest.fixture
+def full_disk_at(monkeypatch):
+    """`full_disk_at("last.ckpt")`: from then on, writing that file meets a full disk (ENOSPC from
+    /dev/full, through the temporary file `files.write_atomic` opens for it)."""
+    import os
+    import tempfile
+
+    from fmnist_tui import files
+
+    armed: set[str] = set()
+    real = tempfile.mkstemp
+
+    def mkstemp(dir, prefix, suffix):
+        if prefix.strip(".") not in armed:
+            return real(dir=dir, prefix=prefix, suffix=suffix)
+        link = Path(dir) / f"{prefix}on-a-full-disk{suffix}"
+        link.symlink_to("/dev/full")
+        return os.open(link, os.O_WRONLY), str(link)
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", mkstemp)
+    return armed.add

@@ -77,13 +77,12 @@ def test_hang_up_checkpoints_and_records_interrupted(tmp_path):
     assert ckpt["global_step"] >= 182  # at least the two epochs (91 steps each) printed before the signal
 
 
-def test_full_disk_at_a_checkpoint_fails_the_run_in_one_line_keeping_the_last_one(tiny_config, tmp_path):
-    """/dev/full answers every write with ENOSPC: planted where the next checkpoint is written."""
+def test_full_disk_at_a_checkpoint_fails_the_run_in_one_line_keeping_the_last_one(tiny_config, tmp_path, full_disk_at):
     import pytorch_lightning as pl
 
     class FillTheDisk(pl.Callback):  # runs after the epoch's checkpoint is saved
         def on_train_epoch_end(self, trainer, pl_module):
-            (Path(trainer.default_root_dir) / "checkpoints" / ".last.ckpt.tmp").symlink_to("/dev/full")
+            full_disk_at("last.ckpt")
 
     events = []
     end = run(with_overrides(tiny_config, {"epochs": 3}), events.append, runs_dir=tmp_path, callbacks=[FillTheDisk()])

@@ -148,7 +148,7 @@ class Payload:
 def test_a_checkpoint_that_carries_code_is_refused_not_run(tmp_path, stopped, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.save({"state_dict": {}, "evil": Payload()}, stopped / "checkpoints" / "last.ckpt")
-    refused(tmp_path, stopped, "is not a usable checkpoint")
+    refused(tmp_path, stopped, "holds more than weights")
     assert not (tmp_path / "PWNED").exists()
 
 
@@ -262,14 +262,10 @@ def test_a_writer_that_lost_its_lock_writes_nothing_more(tmp_path):
     taker.other.close()
 
 
-def test_a_disk_full_at_the_first_checkpoint_then_resume_starts_again(tmp_path, reference):
-    import pytorch_lightning as pl
-
-    class FullFromTheStart(pl.Callback):
-        def on_train_start(self, trainer, pl_module):
-            (Path(trainer.default_root_dir) / "checkpoints" / ".last.ckpt.tmp").symlink_to("/dev/full")
-
-    end = go(make_config(SHORT), tmp_path, callbacks=[FullFromTheStart()])
+def test_a_disk_full_at_the_first_checkpoint_then_resume_starts_again(tmp_path, reference, full_disk_at, monkeypatch):
+    full_disk_at("last.ckpt")
+    end = go(make_config(SHORT), tmp_path)
+    monkeypatch.undo()
     folder = Path(end.run_dir)
     assert end.status == "failed" and end.error.startswith("disk full") and f"--resume {folder.name}" in end.error
     assert [r["epoch"] for r in rows(folder, "epoch")] == ["0"] and not (folder / "checkpoints" / "last.ckpt").exists()
@@ -279,3 +275,115 @@ def test_a_disk_full_at_the_first_checkpoint_then_resume_starts_again(tmp_path, 
     assert any("starts again from step 0" in getattr(e, "text", "") for e in events)
     assert (folder / "metrics.csv.damaged").exists()
     assert_same_record(reference.run_dir, str(folder))
+
+
+def test_one_monstrous_or_quoted_line_costs_that_line_only(tmp_path, stopped, reference):
+    with open(stopped / "metrics.csv", "a") as f:
+        f.write("step,1,999," + "x" * 200_000 + "\n")
+    text = (stopped / "metrics.csv").read_text().splitlines(keepends=True)
+    text[3] = text[3].replace(",2.", ',"2.', 1)  # a stray quote, in step 3's loss
+    (stopped / "metrics.csv").write_text("".join(text))
+    done = go(None, tmp_path, resume=str(stopped))
+    assert done.status == "finished" and (stopped / "metrics.csv.damaged").exists()
+    steps = [int(r["step"]) for r in rows(stopped, "step")]
+    assert len(steps) == 2 * PER_EPOCH - 1 and 3 not in steps  # only the damaged line's step is missing
+
+
+@pytest.mark.parametrize("damage", [
+    {"loops": {}},
+    {"loops": {"fit_loop": {}}},
+    {"pytorch-lightning_version": "0.0.1"},
+    {"state_dict": "extra"},
+])  # fmt: skip
+def test_checkpoints_lightning_would_reject_are_refused_first(tmp_path, stopped, damage):
+    ckpt = load(stopped / "checkpoints" / "last.ckpt")
+    if damage.get("state_dict") == "extra":
+        ckpt["state_dict"]["not.a.weight"] = torch.zeros(1)
+    else:
+        ckpt.update(damage)
+    torch.save(ckpt, stopped / "checkpoints" / "last.ckpt")
+    refused(tmp_path, stopped, "not a checkpoint of this program that can be resumed|does not fit the network")
+
+
+def test_the_step_is_the_one_lightning_resumes_from(tmp_path, stopped, reference):
+    ckpt = load(stopped / "checkpoints" / "last.ckpt")
+    ckpt["global_step"] = 0  # a field Lightning does not read
+    torch.save(ckpt, stopped / "checkpoints" / "last.ckpt")
+    assert go(None, tmp_path, resume=str(stopped)).status == "finished"
+    assert_same_record(reference.run_dir, str(stopped))
+
+
+def test_writing_into_best_ckpt_leaves_last_ckpt_alone(tmp_path, reference):
+    done = go(make_config(SHORT), tmp_path)
+    folder = Path(done.run_dir)
+    last = (folder / "checkpoints" / "last.ckpt").read_bytes()
+    with open(folder / "checkpoints" / "best.ckpt", "r+b") as f:  # in place, as `cp x best.ckpt` does
+        f.write(b"garbage")
+    assert (folder / "checkpoints" / "last.ckpt").read_bytes() == last
+
+
+def test_test_figures_stop_naming_a_best_ckpt_that_holds_other_weights(tmp_path, monkeypatch):
+    accs = iter([0.5, 0.6, 0.7, 0.8])  # every epoch is a new best
+
+    def on_validation_epoch_end(self):
+        self.log("val_loss", self.val_loss)
+        self.log("val_acc", next(accs))
+        self.val_acc.reset()
+
+    monkeypatch.setattr(Classifier, "on_validation_epoch_end", on_validation_epoch_end)
+    done = go(make_config(SHORT), tmp_path)
+    assert summary(done.run_dir)["test_checkpoint"] == "best.ckpt"
+    stop = StopRequest()
+    stop_when(monkeypatch, stop, 3 * PER_EPOCH + 3, "train")
+    go(None, tmp_path, stop, resume=done.run_dir, overrides={"epochs": 4})
+    s = summary(done.run_dir)
+    assert s["status"] == "stopped" and "test_checkpoint" not in s  # best.ckpt is epoch 3's now
+    assert (s["test_epoch"], s["test_step"]) == (1, 2 * PER_EPOCH)  # still says which weights they were
+
+
+def test_set_aside_files_never_overwrite_each_other(tmp_path, stopped):
+    for n in range(2):
+        (stopped / "summary.json").write_text(f"damaged {n}")
+        assert go(None, tmp_path, resume=str(stopped), overrides={"epochs": 3 + n}).status == "finished"
+    assert (stopped / "summary.json.damaged").read_text() == "damaged 0"
+    assert (stopped / "summary.json.damaged-2").read_text() == "damaged 1"
+
+
+def test_a_hard_linked_writer_lock_is_refused(tmp_path, stopped):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious")
+    (stopped / "writer.lock").unlink()
+    os.link(precious, stopped / "writer.lock")
+    refused(tmp_path, stopped, "not a plain file of its own")
+    assert precious.read_text() == "precious"
+
+
+def test_a_folder_that_is_not_a_run_is_left_untouched(tmp_path):
+    folder = tmp_path / "not-a-run"
+    folder.mkdir()
+    with pytest.raises(RunStoreError, match="no config.toml"):
+        go(None, tmp_path, resume=str(folder))
+    assert list(folder.iterdir()) == []
+
+
+def test_directories_at_temporary_names_do_not_stop_the_writes(tmp_path, stopped):
+    for name in (".summary.json.tmp", "checkpoints/.last.ckpt.tmp", "metrics.csv.damaged"):
+        (stopped / name).mkdir()
+    (stopped / "metrics.csv").write_text((stopped / "metrics.csv").read_text() + "garbage,\n")
+    assert go(None, tmp_path, resume=str(stopped)).status == "finished"
+    assert (stopped / "metrics.csv.damaged-2").exists()
+
+
+def test_a_shorter_resume_is_told_the_whole_epochs_it_needs(tmp_path, stopped):
+    refused(tmp_path, stopped, "already trained 1.38 epochs; give at least 2", epochs=1)
+
+
+def test_a_run_folder_moved_away_mid_run_says_so(tmp_path):
+    from fmnist_tui.runs import LockLost
+
+    run = RunStore(tmp_path / "runs").create(make_config(SHORT))
+    run.path.rename(tmp_path / "elsewhere")
+    with pytest.raises(LockLost, match="was deleted or moved while this process wrote it"):
+        run.check_lock()
+    with pytest.raises(LockLost, match="was deleted or moved"):  # and it stays lost
+        run.check_lock()

@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command(args) -> int:
+    if args.command in ("presets", "runs", "keys") and sys.stdout is None:  # `>&-`: a listing nobody can read
+        error("standard output is closed: nothing to print the listing to")
+        return 1
     if args.command == "presets":
         return cmd_presets(args)
     if args.command == "runs":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,15 +82,9 @@ class RunCheckpoints(pl.Callback):
 
 
 def publish_copy(source: Path, target: Path) -> None:
-    """`target` becomes a copy of `source`, atomically: a hard link (no bytes written) where it can."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:  # a filesystem without hard links
-        write_atomic(target, source.read_bytes())
-        return
-    os.replace(tmp, target)
+    """`target` becomes a copy of `source`, atomically. A copy, not a hard link: writing into one
+    file (`cp backup.ckpt best.ckpt`) must never change the other."""
+    write_atomic(target, source.read_bytes())
 
 
 @dataclass(frozen=True)
@@ -106,35 +100,49 @@ class Point:
     state_dict: dict = field(default_factory=dict, repr=False)
 
     def check_loads(self, config: RunConfig) -> None:
-        """The weights fit the network `config` builds (a checkpoint of another run does not)."""
-        from fmnist_tui.engine import models
+        """The weights fit the module `config` builds, key for key (a checkpoint of another run does not)."""
+        from fmnist_tui.engine.module import Classifier
 
-        net = {k.removeprefix("net."): v for k, v in self.state_dict.items() if k.startswith("net.")}
         try:
-            models.build(config).load_state_dict(net, strict=True)
-        except RuntimeError as err:
+            Classifier(config.model_dump()).load_state_dict(self.state_dict, strict=True)
+        except (RuntimeError, TypeError) as err:
             first = str(err).strip().splitlines()[0]
-            raise RunStoreError(f"last.ckpt does not fit the network its config.toml describes ({first})") from None
+            raise RunStoreError(f"last.ckpt does not fit the network its config.toml describes ({first[:300]})") from None
 
 
 def read_point(path: Path) -> Point:
     """A checkpoint's position, or RunStoreError: a truncated file makes Lightning raise mid-start,
     a missing one makes it start over silently. Loaded as weights only: a checkpoint that
-    carries code is refused, never run."""
+    carries code is refused, never run. The step is the one Lightning resumes from (its loop
+    state), not the `global_step` field beside it, which Lightning does not read."""
     if not path.is_file():
         raise RunStoreError(f"{path} is not a file: nothing to resume from")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "loops", "optimizer_states", "pytorch-lightning_version"):
-            if key not in ckpt:
-                raise ValueError(f"no {key}")
+    except pickle.UnpicklingError:
+        raise RunStoreError(f"{path} holds more than weights (Python objects that run code when loaded): refused") from None
+    except Exception as err:
+        raise RunStoreError(f"{path} is not a usable checkpoint ({_first_line(err)})") from None
+    try:
+        version = str(ckpt["pytorch-lightning_version"])
+        if int(version.split(".")[0]) < 2:
+            raise ValueError(f"written by Lightning {version}")
+        loop = ckpt["loops"]["fit_loop"]
+        step = int(loop["epoch_loop.manual_optimization.optim_step_progress"]["total"]["completed"])
+        epoch = int(ckpt["epoch"])
+        if step < 0 or epoch < 0 or not isinstance(ckpt["state_dict"], dict) or "optimizer_states" not in ckpt:
+            raise ValueError("impossible position")
         callbacks = ckpt.get("callbacks", {})
         schedulers = ckpt.get("lr_schedulers") or [{}]
         end = schedulers[0].get("end_step", schedulers[0].get("total_steps", schedulers[0].get("T_max")))
         config = ckpt.get("hyper_parameters", {}).get("config")
-        return Point(int(ckpt["global_step"]), int(ckpt["epoch"]), callbacks.get("Reporter", {}).get("epochs_recorded"),
-                     end, callbacks.get("RunCheckpoints", {}).get("best_step"),
+        return Point(step, epoch, callbacks.get("Reporter", {}).get("epochs_recorded"), end,
+                     callbacks.get("RunCheckpoints", {}).get("best_step"),
                      config if isinstance(config, dict) else None, ckpt["state_dict"])  # fmt: skip
     except Exception as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise RunStoreError(f"{path} is not a usable checkpoint ({type(err).__name__}: {message[:200]})") from None
+        raise RunStoreError(f"{path} is not a checkpoint of this program that can be resumed ({_first_line(err)})") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__

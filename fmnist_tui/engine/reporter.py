@@ -147,10 +147,18 @@ class Reporter(pl.Callback):
 
 class SummarySoFar(pl.Callback):
     """best_val_acc and duration_s in summary.json after every epoch (after its checkpoint is saved):
-    `fmnist-tui runs` shows them while the run trains, and after a kill -9."""
+    `fmnist-tui runs` shows them while the run trains, and after a kill -9.
 
-    def __init__(self, write: Callable[..., object], reporter: Reporter) -> None:
-        self.write, self.reporter = write, reporter
+    A resumed run keeps the test figures of its earlier segment until it tests again; once a
+    new best.ckpt replaces the weights they were measured on, they stop naming that file."""
+
+    def __init__(self, write: Callable[..., object], reporter: Reporter, checkpoints, tested_best_step: int | None):
+        self.write, self.reporter, self.checkpoints = write, reporter, checkpoints
+        self.tested_best_step = tested_best_step  # the step of the best.ckpt the summary's test figures are of
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.write(best_val_acc=self.reporter.best_val_acc, duration_s=round(self.reporter.epochs_seconds, 3))
+        fields: dict = {"best_val_acc": self.reporter.best_val_acc, "duration_s": round(self.reporter.epochs_seconds, 3)}
+        if self.tested_best_step is not None and self.checkpoints.best_step != self.tested_best_step:
+            fields["test_checkpoint"] = None  # best.ckpt holds other weights now; test_epoch/test_step still say which
+            self.tested_best_step = None
+        self.write(**fields)

@@ -108,8 +108,8 @@ def _ended_by(err: BaseException, sink: Sink, stop_event: threading.Event, seg: 
     from fmnist_tui.engine.idx import DataError
     from fmnist_tui.engine.reporter import Diverged, StopRun
 
-    if seg.run_dir.lost or isinstance(err, LockLost):
-        return {"status": "failed", "error": str(err) if isinstance(err, LockLost) else "another process took over this run"}
+    if seg.run_dir.lost:
+        return {"status": "failed", "error": seg.run_dir.lost}
     if isinstance(err, StopRun):
         return {"status": reason_of(stop_event)}
     if isinstance(err, Diverged):
@@ -188,16 +188,23 @@ def _train(seg: Segment, sink, stop_event, metrics: MetricsWriter, carried, call
     checkpoints = RunCheckpoints(run_dir.checkpoints, seg.forget_best)
     reporter = Reporter(sink, stop_event, metrics, str(run_dir.path), device_description(config.accelerator),
                         config.progress_hz, config.stop_on_nan, carried, guard=run_dir.check_lock)  # fmt: skip
+    so_far = SummarySoFar(run_dir.write_summary, reporter, checkpoints, tested_best(seg.previous))
     # Callbacks run in this order at an epoch's end: its rows, then its checkpoints, then the summary.
     trainer = pl.Trainer(
         accelerator=config.accelerator, devices=config.devices, precision=config.precision,
         max_epochs=config.epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
         enable_checkpointing=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
-        callbacks=[reporter, checkpoints, SummarySoFar(run_dir.write_summary, reporter), *callbacks],
+        callbacks=[reporter, checkpoints, so_far, *callbacks],
         default_root_dir=run_dir.path, benchmark=True if on_gpu(config.accelerator) else None,
     )  # fmt: skip
     trainer.fit(module, datamodule=data, ckpt_path=str(seg.resume_from) if seg.resume_from else None, weights_only=True)
     return _test(trainer, module, data, checkpoints, metrics)
+
+
+def tested_best(summary: dict) -> int | None:
+    """The step of the best.ckpt an earlier segment's test figures are of, if they name it."""
+    step = summary.get("test_step")
+    return step if summary.get("test_checkpoint") == "best.ckpt" and isinstance(step, int) else None
 
 
 def _test(trainer, module, data, checkpoints, metrics: MetricsWriter) -> dict:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fmnist_tui import paths
 from fmnist_tui.config import RESUMABLE, ConfigError, RunConfig, check_resume_overrides, make_config, with_overrides
-from fmnist_tui.files import DiskFull
+from fmnist_tui.files import DiskFull, free_name
 from fmnist_tui.format import printable
 from fmnist_tui.metrics import FILE as METRICS
 from fmnist_tui.metrics import Carried, read_rows, restart_at
@@ -70,7 +70,11 @@ def open_new(store: RunStore, config: RunConfig, data_dir: str | os.PathLike | N
 
 def open_resume(store: RunStore, ref: str, overrides: dict, data_dir: str | os.PathLike | None) -> Segment:
     """Lock the run and check that it can go on as asked; nothing is written yet."""
+    from fmnist_tui.engine import checkpoint  # noqa: F401 - torch loads now (seconds), not while the lock is held
+
     path = store.find(ref).path
+    if not (path / "config.toml").is_file():  # not a run: leave no lock file behind in it
+        raise RunStoreError(f"{printable(path)}: no config.toml, so this is not a run folder (or its config was lost)")
     run_dir = RunDir(path)
     run_dir.lock()
     try:
@@ -88,8 +92,14 @@ def _check_resume(store: RunStore, run_dir: RunDir, overrides: dict, data_dir) -
     if not info.config:
         raise RunStoreError(f"{where}: config.toml is missing or unreadable, so nothing says what this run trains")
     for name in ("summary.json", METRICS, "checkpoints/last.ckpt", "checkpoints/best.ckpt"):
-        if (run_dir.path / name).exists() and not (run_dir.path / name).is_file():
+        if os.path.lexists(run_dir.path / name) and not (run_dir.path / name).is_file():
             raise RunStoreError(f"{where}/{name} is not a plain file: move it away, then resume")
+    if not run_dir.checkpoints.is_dir():
+        raise RunStoreError(f"{where}/checkpoints is not a folder: move it away, then resume")
+    try:
+        (run_dir.path / METRICS).exists() and (run_dir.path / METRICS).read_bytes()
+    except OSError as err:
+        raise RunStoreError(f"{where}/{METRICS} cannot be read ({err.strerror}): nothing was changed") from None
     check_resume_overrides(overrides)
     if data_dir:
         overrides = {**overrides, "data_dir": str(paths.data_dir(data_dir))}
@@ -103,7 +113,7 @@ def _check_resume(store: RunStore, run_dir: RunDir, overrides: dict, data_dir) -
     rows = read_rows(run_dir.path / METRICS)
 
     if not info.last_checkpoint.exists():
-        seg.notes.append("no last.ckpt (the run ended before its first checkpoint): it starts again from step 0")
+        seg.notes.append("there is no checkpoints/last.ckpt to go on from: the run starts again from step 0")
         if any(r["kind"] == "epoch" for r in rows):  # e.g. the disk filled at the first checkpoint; or it was deleted
             seg.set_aside += [p for p in (run_dir.path / METRICS, run_dir.checkpoints / "best.ckpt") if p.exists()]
             seg.notes.append("the earlier record is kept as metrics.csv.damaged (and best.ckpt.damaged)")
@@ -114,16 +124,17 @@ def _check_resume(store: RunStore, run_dir: RunDir, overrides: dict, data_dir) -
         seg.resume_from, seg.step = info.last_checkpoint, point.step
         if point.step > total:
             raise ConfigError(f"--set epochs={config.epochs}: the run has already trained "
-                              f"{point.step / per_epoch:g} epochs; give at least that many")  # fmt: skip
+                              f"{point.step / per_epoch:.3g} epochs; give at least {-(-point.step // per_epoch)}")  # fmt: skip
         if status_before == "finished" and point.step >= total:
             raise ConfigError(f"run {info.name} has finished its {config.epochs} epochs; "
                               f"to train further, resume with --set epochs=N (N > {config.epochs})")  # fmt: skip
         seg.epochs_recorded = point.epochs_recorded if point.epochs_recorded is not None else sum(
             1 for r in rows if r["kind"] == "epoch" and int(r["step"]) <= point.step)  # an older checkpoint  # fmt: skip
-        _check_best(seg, point, read_point, where)
+        _check_best(seg, point, read_point)
         if point.schedule_end is not None and point.step >= point.schedule_end and total > point.step:
-            seg.notes.append(f"the {config.schedule} schedule had ended: the {(total - point.step) / per_epoch:g} "
-                             "epochs to come train at its last learning rate (start a new run for a new schedule)")  # fmt: skip
+            more = (total - point.step) / per_epoch
+            seg.notes.append(f"the {config.schedule} schedule had ended: the {more:g} epoch{'s' * (more != 1)} to come "
+                             "train at its last learning rate (start a new run for a new schedule)")  # fmt: skip
     if info.problems and (run_dir.path / "summary.json").exists():
         seg.set_aside.append(run_dir.path / "summary.json")
         seg.notes.append("summary.json was unreadable: kept as summary.json.damaged, a new one is written")
@@ -157,7 +168,8 @@ def _shown(value) -> str:
     return printable(repr(value) if isinstance(value, str) else value)
 
 
-def _check_best(seg: Segment, point, read_point, where: str) -> None:
+def _check_best(seg: Segment, point, read_point) -> None:
+    """best.ckpt must hold the step last.ckpt says it does; what a kill left behind is mended."""
     best = seg.run_dir.checkpoints / "best.ckpt"
     recorded = point.best_step  # what last.ckpt says best.ckpt holds
     if recorded is None:
@@ -165,18 +177,18 @@ def _check_best(seg: Segment, point, read_point, where: str) -> None:
     try:
         held = read_point(best).step if best.exists() else None
     except RunStoreError:
+        held = None
         seg.set_aside.append(best)
-        seg.forget_best = True
-        seg.notes.append("checkpoints/best.ckpt did not load: kept as best.ckpt.damaged; the best epoch is tracked anew")
-        return
+        seg.notes.append("checkpoints/best.ckpt did not load: it is kept as best.ckpt.damaged")
     if held == recorded:
         return
     if recorded == point.step:  # killed between saving last.ckpt and publishing it as best.ckpt
         seg.republish_best = True
-    else:
-        seg.forget_best = True
-        seg.notes.append(f"checkpoints/best.ckpt holds step {held}, not the best step {recorded} that last.ckpt "
-                         "recorded: the best epoch is tracked anew")  # fmt: skip
+        return
+    seg.forget_best = True
+    what = "is missing" if held is None else f"holds step {held}"
+    seg.notes.append(f"checkpoints/best.ckpt {what}, not the best step {recorded} that last.ckpt recorded: "
+                     "the best epoch is tracked anew from here")  # fmt: skip
 
 
 def begin(seg: Segment) -> Carried | None:
@@ -188,15 +200,16 @@ def begin(seg: Segment) -> Carried | None:
         return None
     run_dir = seg.run_dir
     for path in seg.set_aside:
-        os.replace(path, path.with_name(path.name + ".damaged"))
+        os.replace(path, free_name(path.with_name(path.name + ".damaged")))
     if seg.republish_best:
         publish_copy(run_dir.checkpoints / "last.ckpt", run_dir.checkpoints / "best.ckpt")
     for tmp in [*run_dir.path.glob(".*.tmp"), *run_dir.checkpoints.glob(".*.tmp")]:
-        tmp.unlink(missing_ok=True)  # left by a kill mid-write; this process holds the lock
+        if tmp.is_file() or tmp.is_symlink():
+            tmp.unlink()  # left by a kill mid-write; this process holds the lock
     run_dir.write_config(seg.config, seg.history)
     started = seg.previous.get("started") if "summary.json" not in {p.name for p in seg.set_aside} else None
     run_dir.write_summary(status="running", pid=os.getpid(), started=started or _started_from_name(run_dir.path),
-                          resumed=_count(seg.previous.get("resumed")) + 1)  # fmt: skip
+                          resumed=_count(seg.previous.get("resumed")) + 1, error=None)  # fmt: skip
     return restart_at(run_dir.path / METRICS, seg.step, seg.epochs_recorded)
 
 

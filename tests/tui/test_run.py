@@ -163,7 +163,8 @@ async def test_text_from_run_files_is_escaped_in_the_runs_table_and_detail(prese
     (folder / "config.toml").write_text('name = "evil\\u001b[2J"\nlr = "\\u001b[31mred"\n')
     (folder / "summary.json").write_text(json.dumps({
         "status": "finished", "started": "\x1b]0;title\x07", "error": "boom \x1b[2J", "test_acc": 0.5,
-        "test_checkpoint": "best\x1b[2J.ckpt", "test_epoch": 2,
+        "test_checkpoint": "best\x1b[2J.ckpt", "test_epoch": 2, "best_val_acc": 10**400, "duration_s": 1e308,
+        "test_loss": "abc", "last_test_acc": 1e308, "last_test_epoch": -5,
     }))  # fmt: skip
     app = make_app(device="CPU", presets_dirs=[presets_dir], runs_dir=str(runs))
     async with app.run_test(size=(80, 24)) as pilot:
@@ -175,6 +176,7 @@ async def test_text_from_run_files_is_escaped_in_the_runs_table_and_detail(prese
         await wait(pilot, lambda: isinstance(app.screen, RunDetailScreen))
         text = str(app.screen.query_one("#detail-summary", Static).render())
         assert "boom \\x1b[2J" in text and "(best\\x1b[2J.ckpt, epoch 3)" in text and "\x1b" not in text
+        assert "test loss -" in text and "last weights: test acc -" in text  # not numbers: shown as "-"
         config = app.screen.query_one("#detail-config")
         values = [str(v) for i in range(config.row_count) for v in config.get_row_at(i)]
         assert values and not any("\x1b" in v for v in values)

@@ -11,18 +11,19 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 from fmnist_tui.metrics import read_metrics
 from fmnist_tui.runs import RunInfo
 from fmnist_tui.tui.epochs import EpochRow
-from fmnist_tui.format import clock, date, num, pct, printable
+from fmnist_tui.format import clock, date, epoch_number, num, pct, printable
 from fmnist_tui.tui.widgets.charts import MetricsChart
 from fmnist_tui.tui.widgets.epoch_table import EpochTable
 
 
 def weights_label(info: RunInfo, prefix: str = "") -> str:
     """' (best.ckpt, epoch 3)': which weights a summary's test figure is of (epochs from 1)."""
-    epoch = info.get(f"{prefix}test_epoch")
-    name = info.text(f"{prefix}test_checkpoint") or ("last.ckpt" if prefix else "")
-    if not isinstance(epoch, int) or isinstance(epoch, bool):
-        return f" ({name})" if name else ""
-    return f" ({name}, epoch {epoch + 1})" if name else f" (epoch {epoch + 1})"
+    parts = [info.text(f"{prefix}test_checkpoint")]
+    epoch = epoch_number(info.get(f"{prefix}test_epoch"))
+    if epoch is not None:
+        parts.append(f"epoch {epoch}")
+    shown = ", ".join(p for p in parts if p)
+    return f" ({shown})" if shown else ""
 
 
 def summary_text(info: RunInfo) -> Text:

@@ -6,9 +6,6 @@ it parsed (keyed on file times), and the table is only rebuilt when a row change
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from fmnist_tui import paths
 from fmnist_tui.runs import RunInfo, RunStore
-from fmnist_tui.format import clock, date, pct
+from fmnist_tui.format import clock, date, number, pct
 from fmnist_tui.tui.screens.detail import RunDetailScreen
 
 STATUS_STYLE = {
@@ -28,13 +25,6 @@ STATUS_STYLE = {
 
 def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLE.get(status, ""))
-
-
-def number(value: Any) -> float | None:
-    """A summary value as a float, or None (a hand-edited summary.json may hold anything)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def row_of(r: RunInfo) -> tuple:
