@@ -6,9 +6,11 @@ app's form and of `fmnist-tui run --help-keys`, so keep them short and useful.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
-from typing import Any, Literal
+from types import NoneType, UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from fmnist_tui.format import CONTROL
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -160,25 +162,150 @@ def field_help(key: str) -> str:
     return RunConfig.model_fields[key].description or ""
 
 
-def describe_error(err: ValidationError, source: str) -> str:
-    """One line a person can act on: source, key, and what is allowed."""
-    parts = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = f"unknown key (known keys: {', '.join(FIELDS)})"
-        elif e["type"] == "missing":
-            msg = "required key is missing"
-        parts.append(f"{key}: {msg}" if key else msg)  # model-level messages name their keys
-    return f"{source}: " + "; ".join(parts)
+# -- one vocabulary for config errors: the CLI, preset files and the form all speak it ----------
+
+
+def annotation(key: str) -> tuple[Any, bool]:
+    """A field's type without None, and whether None (empty) is allowed: float | None -> (float, True)."""
+    ann = RunConfig.model_fields[key].annotation
+    if get_origin(ann) in (Union, UnionType) and NoneType in get_args(ann):
+        rest = [a for a in get_args(ann) if a is not NoneType]
+        return (rest[0] if len(rest) == 1 else ann), True
+    return ann, False
+
+
+TEXT_ALLOWED = {
+    "name": "letters, digits, _ . - (64 at most), starting with a letter or digit",
+    "description": "one line of text, 200 characters at most",
+    "data_dir": "a folder, or empty for the default",
+}
+
+
+def _bound(value: float, whole: bool) -> str:
+    return str(int(value)) if whole else f"{value:g}"
+
+
+def allowed(key: str) -> str:
+    """What a key accepts, from its type and bounds in RunConfig: "a whole number from 1 to 10000"."""
+    ann, optional = annotation(key)
+    info = RunConfig.model_fields[key]
+    if get_origin(ann) is Literal:
+        text = "one of " + ", ".join(str(c) for c in get_args(ann))
+    elif ann is bool:
+        text = "true or false"
+    elif ann not in (int, float):
+        text = TEXT_ALLOWED.get(key, "text")
+    else:
+        whole, low, high = ann is int, "", ""
+        for m in info.metadata:  # annotated_types Ge/Gt/Le/Lt, as pydantic's Field(ge=...) stores them
+            if getattr(m, "ge", None) is not None:
+                low = f"from {_bound(m.ge, whole)}"
+            elif getattr(m, "gt", None) is not None:
+                low = f"above {_bound(m.gt, whole)}"
+            elif getattr(m, "le", None) is not None:
+                high = f"to {_bound(m.le, whole)}" if low.startswith("from") else f"at most {_bound(m.le, whole)}"
+            elif getattr(m, "lt", None) is not None:
+                high = f"below {_bound(m.lt, whole)}"
+        bounds = f"{low} {high}" if low.startswith("from") and high.startswith("to") else ", ".join(b for b in (low, high) if b)
+        text = f"{'a whole number' if whole else 'a number'} {bounds}".strip()
+    return f"{text}, or empty" if optional else text
+
+
+def is_utf8(text: str) -> bool:
+    """False for text holding lone surrogates: bytes that were not UTF-8 (a Latin-1 terminal, a bad
+    paste, an argv byte), kept by Python as U+DC80..U+DCFF. They cannot be written to a file or shown."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+NOT_UTF8 = "not valid UTF-8 text (the characters shown as \ufffd): type them again"
+
+
+def shown(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value if is_utf8(value) else value.encode("utf-8", "replace").decode())
+    return str(value)
+
+
+def input_problems(values: dict[str, Any]) -> dict[str, str]:
+    """Problems found before pydantic: missing values, non-UTF-8 text, NaN or infinity."""
+    problems: dict[str, str] = {}
+    for key, value in values.items():
+        if key not in RunConfig.model_fields:
+            continue  # pydantic names it as an unknown key
+        ann, optional = annotation(key)
+        if value is None and not optional:
+            problems[key] = f"required; allowed: {allowed(key)}"
+        elif isinstance(value, str) and not is_utf8(value):
+            problems[key] = NOT_UTF8
+        elif isinstance(value, float) and not math.isfinite(value) and ann in (int, float):
+            problems[key] = f"{value} is not a finite number; allowed: {allowed(key)}"
+    return problems
+
+
+TOO_SMALL = ("greater_than", "greater_than_equal")
+TOO_BIG = ("less_than", "less_than_equal")
+WRONG_TYPE = (
+    "float_parsing", "float_type", "int_parsing", "int_type", "int_from_float", "string_type", "bool_type", "bool_parsing",
+)  # fmt: skip
+
+
+def explain(error: dict) -> tuple[str, str]:
+    """One pydantic error -> (key, what is wrong; what is allowed). Key "" for the model as a whole."""
+    loc = error.get("loc") or ()
+    msg = str(error.get("msg", "")).removeprefix("Value error, ")
+    if not loc:  # a model-level check: its message starts with the key and says what is allowed
+        key, sep, text = msg.partition(": ")
+        return (key, text) if sep and key in RunConfig.model_fields else ("", msg)
+    key = str(loc[0])
+    if key not in RunConfig.model_fields:
+        return key, f"unknown key (known keys: {', '.join(FIELDS)})"
+    kind, value = error.get("type", ""), error.get("input")
+    ann, _ = annotation(key)
+    if kind in TOO_SMALL:
+        what = f"{shown(value)} is too small"
+    elif kind in TOO_BIG:
+        what = f"{shown(value)} is too big"
+    elif kind in WRONG_TYPE and ann in (int, float):
+        what = f"{shown(value)} is not {'a whole number' if ann is int else 'a number'}"
+    elif kind == "literal_error":
+        what = f"unknown value {shown(value)}"
+    elif kind == "string_pattern_mismatch" or kind in WRONG_TYPE:
+        what = f"{shown(value)} is not allowed" if value != "" else "required"
+    elif kind == "string_too_long" and isinstance(value, str):
+        what = f"too long ({len(value)} characters)"
+    else:
+        return key, msg
+    return key, f"{what}; allowed: {allowed(key)}"
+
+
+def check(values: dict[str, Any]) -> tuple[RunConfig | None, dict[str, str]]:
+    """The config, or what is wrong by key ("" for what no single key can take)."""
+    errors = input_problems(values)
+    clean = {k: v for k, v in values.items() if k not in errors}
+    try:
+        config = RunConfig.model_validate(clean)
+    except ValidationError as err:
+        for item in err.errors():
+            key, text = explain(item)
+            errors[key] = f"{errors[key]}; {text}" if key in errors else text
+        return None, errors
+    return (None, errors) if errors else (config, {})
+
+
+def describe(errors: dict[str, str]) -> str:
+    """{'lr': '...', 'epochs': '...'} -> 'lr: ...; epochs: ...' (one line, for the CLI or a notification)."""
+    return "; ".join(f"{k}: {v}" if k else v for k, v in errors.items())
 
 
 def make_config(values: dict[str, Any], source: str = "config") -> RunConfig:
-    try:
-        return RunConfig.model_validate(values)
-    except ValidationError as err:
-        raise ConfigError(describe_error(err, source)) from None
+    config, errors = check(values)
+    if config is None:
+        raise ConfigError(f"{source}: {describe(errors)}")
+    return config
 
 
 def parse_value(text: str) -> Any:

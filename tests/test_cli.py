@@ -50,18 +50,20 @@ def test_headless_run_prints_epochs_and_a_summary(tmp_path, tiny_preset):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--set", "lr=abc"], "--set: lr: Input should be a valid number"),
-        (["--set", "batch_size=0"], "--set: batch_size: Input should be greater than or equal to 1"),
-        (["--set", "model=vgg"], "--set: model: Input should be 'tutorial_mlp', 'mlp', 'cnn' or 'resnet'"),
+        (["--set", "lr=abc"], "--set: lr: 'abc' is not a number; allowed: a number above 0, at most 10"),
+        (["--set", "lr=nan"], "--set: lr: nan is not a finite number; allowed: a number above 0, at most 10"),
+        (["--set", "batch_size=0"], "--set: batch_size: 0 is too small; allowed: a whole number from 1 to 65536"),
+        (["--set", "model=vgg"], "--set: model: unknown value 'vgg'; allowed: one of tutorial_mlp, mlp, cnn, resnet"),
         (["--set", "colour=red"], "--set colour: unknown key"),
         (["--set", "epochs"], "expected KEY=VALUE"),
-        (["--set", "epochs=1000000000"], "--set: epochs: Input should be less than or equal to 10000"),
-        (["--set", "lr=20"], "--set: lr: Input should be less than or equal to 10"),
-        (["--set", "batch_size=100000"], "--set: batch_size: Input should be less than or equal to 65536"),
+        (["--set", "epochs=1000000000"], "--set: epochs: 1000000000 is too big; allowed: a whole number from 1 to 10000"),
+        (["--set", "lr=20"], "--set: lr: 20 is too big; allowed: a number above 0, at most 10"),
+        (["--set", "batch_size=100000"], "--set: batch_size: 100000 is too big"),
         (["--set", "dataset=fashion-mnist", "--set", "val_size=5000", "--set", "batch_size=60000"],
          "batch_size: must be at most 55000"),
-        (["--set", "precision=64"], "--set: precision: Input should be '32', 'bf16-mixed' or '16-mixed'"),
-        (["--set", "description=\udcff\udcfe"], "--set: description: Input should be a valid string"),  # bytes ff fe
+        (["--set", "precision=64"], "--set: precision: unknown value '64'; allowed: one of 32, bf16-mixed, 16-mixed"),
+        (["--set", "description=\udcff\udcfe"], "--set: description: not valid UTF-8 text"),  # bytes ff fe
+        (["--set", "accelerator=gpu"], "accelerator = gpu needs a GPU, and none is visible here"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_preset, args, message):

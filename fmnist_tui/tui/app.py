@@ -21,11 +21,10 @@ from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
-from fmnist_tui.config import ConfigError, RunConfig
+from fmnist_tui.config import ConfigError, RunConfig, check, describe
 from fmnist_tui.engine.events import EpochEnd, LogLine, RunEnded, RunStarted, StepProgress
 from fmnist_tui.engine.stop import StopRequest
 from fmnist_tui.presets import load_presets
-from fmnist_tui.tui.fields import describe, validate
 from fmnist_tui.format import pct
 from fmnist_tui.tui.relay import EngineMessage, Relay
 from fmnist_tui.tui.screens.modals import ConfirmScreen
@@ -93,7 +92,7 @@ class FmnistApp(App):
             self.call_after_refresh(self._start_initial)
 
     def _start_initial(self) -> None:
-        config, errors = validate(self.initial_values())
+        config, errors = check(self.initial_values())
         if config is None:
             self.notify(describe(errors), title="Cannot start", severity="error", timeout=10, markup=False)
             return
@@ -259,7 +258,7 @@ def run_app(
     if preset is not None:
         app.presets.get(preset)  # an unknown preset: say so before drawing
     if overrides:  # a bad --set value (unknown model, not UTF-8, out of range): say so before drawing
-        _, errors = validate(app.initial_values())
+        _, errors = check(app.initial_values())
         if errors:
             raise ConfigError(f"--set: {describe(errors)}")
     tolerate_non_utf8_input()

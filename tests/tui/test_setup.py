@@ -233,7 +233,7 @@ async def test_unknown_choices_and_wrong_types_from_set_are_reported(presets_dir
         assert "unknown value 'transformer'; allowed: one of tutorial_mlp, mlp, cnn, resnet" in error_of(app, "model")
         assert "unknown value 'rmsprop'; allowed: one of sgd, adam, adamw" in error_of(app, "optimizer")
         assert "unknown value '64'; allowed: one of 32, bf16-mixed, 16-mixed" in error_of(app, "precision")
-        assert "5 is not allowed; allowed: yes or no" in error_of(app, "normalize")
+        assert "5 is not allowed; allowed: true or false" in error_of(app, "normalize")
         assert form.config is None and app.screen.query_one("#start", Button).disabled
         model = form.control("model")
         assert model.value is Select.NULL  # shown blank, not silently replaced by an option

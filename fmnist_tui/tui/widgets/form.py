@@ -11,8 +11,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from fmnist_tui.config import RunConfig
-from fmnist_tui.tui.fields import FieldSpec, from_text, is_utf8, sections, to_text, validate
+from fmnist_tui.config import RunConfig, check, is_utf8
+from fmnist_tui.tui.fields import FieldSpec, from_text, sections, to_text
 
 
 def displayable(text: str) -> str:
@@ -135,7 +135,7 @@ class ConfigForm(VerticalScroll):
         self.check()
 
     def check(self) -> RunConfig | None:
-        self.config, self.errors = validate(self.values())
+        self.config, self.errors = check(self.values())
         for key in self.specs:
             self.query_one(f"#row-{key}", FieldRow).set_error(self.errors.get(key))
         self.post_message(self.Validated(self.config, self.errors))
