@@ -80,3 +80,9 @@ def secs(seconds: float | None) -> str:
     if seconds < 10:
         return f"{seconds:.1f}s"
     return f"{seconds:.0f}s" if seconds < 60 else clock(seconds)
+
+
+def failure_text(err: BaseException) -> str:
+    """An exception in one line a person can read: 'OutOfMemoryError: CUDA out of memory ...'."""
+    message = str(err).strip()
+    return f"{type(err).__name__}: {message.splitlines()[0]}" if message else type(err).__name__

@@ -153,3 +153,63 @@ def test_the_printer_stops_printing_when_its_reader_goes_away():
     printer(EpochEnd(0, 10, 1.0, 1.0, 0.5, 1e-3, 1.0))  # raises nothing
     printer(EpochEnd(1, 20, 1.0, 1.0, 0.5, 1e-3, 1.0))
     assert printer.closed == {"out"}
+
+
+def test_options_mean_the_same_before_and_after_the_command(tmp_path, tiny_preset):
+    runs = tmp_path / "runs"
+    result = cli("--set", "epochs=1", "--runs-dir", str(runs), "--presets-dir", str(tiny_preset), "run",
+                 "--preset", "tiny", "--set", "batch_size=64")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (folder,) = runs.iterdir()
+    config = (folder / "config.toml").read_text()
+    assert "epochs = 1\n" in config and "batch_size = 64\n" in config  # both --set count
+    listing = cli("--runs-dir", str(runs), "runs")
+    assert folder.name in listing.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "epochs=1", "runs"], "--set does not apply to `fmnist-tui runs`"),
+    (["--data-dir", "x", "keys"], "--data-dir does not apply to `fmnist-tui keys`"),
+    (["--start", "runs"], "--start does not apply to `fmnist-tui runs`"),
+    (["run"], "run: give one of --preset NAME (a new run) or --resume RUN (more of one)"),
+    (["run", "--preset", "tiny", "--resume", "x"], "run: give one of --preset NAME"),
+])  # fmt: skip
+def test_an_option_a_command_does_not_take_is_refused(args, message):
+    result = cli(*args)
+    assert result.returncode == 2 and message in result.stderr and result.stdout == ""
+
+
+def test_run_json_prints_one_event_a_line(tmp_path, tiny_preset):
+    result = cli("run", "--preset", "tiny", "--presets-dir", str(tiny_preset), "--runs-dir", str(tmp_path / "runs"),
+                 "--json", "--progress-every", "0.001")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[-1] == "RunEnded" and events[-1]["status"] == "finished" and 0 <= events[-1]["test_acc"] <= 1
+    assert "RunStarted" in kinds and kinds.count("EpochEnd") == 2 and "StepProgress" in kinds and "LogLine" in kinds
+
+
+def test_progress_lines_into_a_pipe_come_every_n_seconds_or_never(tmp_path, tiny_preset):
+    base = ("run", "--preset", "tiny", "--presets-dir", str(tiny_preset), "--runs-dir", str(tmp_path / "runs"))
+    quiet = cli(*base).stdout  # default into a pipe: every 30 s, so none in a run of seconds
+    busy = cli(*base, "--progress-every", "0.001").stdout
+    none = cli(*base, "--progress-every", "0").stdout
+    assert "samples/s" not in quiet and "samples/s" not in none and "samples/s" in busy
+    assert quiet.count("\nepoch ") == none.count("\nepoch ") == 2
+
+
+def test_listings_as_json(tmp_path, tiny_preset):
+    runs = tmp_path / "runs"
+    assert cli("run", "--preset", "tiny", "--presets-dir", str(tiny_preset), "--runs-dir", str(runs)).returncode == 0
+    (listed,) = json.loads(cli("runs", "--runs-dir", str(runs), "--json").stdout)
+    assert listed["status"] == "finished" and listed["preset"] == "tiny" and 0 <= listed["test_acc"] <= 1
+    assert listed["test_checkpoint"] in ("best.ckpt", "last.ckpt") and listed["run"] == next(runs.iterdir()).name
+    presets = {p["name"]: p for p in json.loads(cli("presets", "--presets-dir", str(tiny_preset), "--json").stdout)}
+    assert presets["tiny"]["config"]["synthetic_size"] == 400 and "tutorial" in presets
+    keys = {k["key"]: k for k in json.loads(cli("keys", "--json").stdout)}
+    assert keys["lr"]["allowed"] == "a number above 0, at most 10" and keys["epochs"]["default"] == 10
+
+
+def test_the_cli_modules_do_not_import_each_other_in_a_circle():
+    code = "import sys, fmnist_tui.cli.headless; print('fmnist_tui.cli.main' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout.strip() == "False"

@@ -1,39 +1,39 @@
 """`fmnist-tui run`: the engine with a printing sink, for scripts and batch jobs.
 
-Training runs in a thread so that the main thread can turn SIGINT, SIGTERM and SIGHUP
-into a cooperative stop: the run saves its checkpoint and records how it ended.
+The run is hosted by RunHost (fmnist_tui/host.py), as in the app: training in a thread,
+the main thread turning SIGINT, SIGTERM and SIGHUP into a stop that saves a checkpoint.
+
+Output: a line per epoch and a summary; warnings and errors on stderr. Progress lines come
+every `--progress-every` seconds (on a terminal one line redrawn in place every second;
+into a file or pipe a plain line every 30 s, so a `nohup` log shows the run is alive; 0 for
+none). With `--json`, every engine event is one JSON object a line on stdout instead,
+progress at the same pace.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import signal
 import sys
-import threading
 import time
 
-from fmnist_tui.engine.events import (
-    EpochEnd,
-    LogLine,
-    RunEnded,
-    RunStarted,
-    StepProgress,
-)
-from fmnist_tui.engine.stop import StopRequest
+from fmnist_tui.cli.output import error, finite
+from fmnist_tui.engine.events import EpochEnd, LogLine, RunEnded, RunStarted, StepProgress, as_dict
 from fmnist_tui.format import clock, num, pct, printable
 
-EXIT_CODES = {"finished": 0, "stopped": 130, "interrupted": 143, "failed": 1, "diverged": 1}
+TTY_EVERY_S, PIPE_EVERY_S = 1.0, 30.0
 
 
 class Printer:
-    """Prints epochs, a progress line every few seconds, warnings and the end."""
+    """Prints epochs, progress every few seconds, warnings and the end; or JSON lines with `as_json`."""
 
-    def __init__(self, out=sys.stdout, err=sys.stderr, verbose: bool = False, every_s: float | None = None):
-        self.out, self.err, self.verbose = out, err, verbose
+    def __init__(self, out=sys.stdout, err=sys.stderr, verbose: bool = False, every_s: float | None = None,
+                 as_json: bool = False):  # fmt: skip
+        self.out, self.err, self.verbose, self.as_json = out, err, verbose, as_json
         # None: the descriptor was closed before we started (`>&-`); nothing to print to, nothing to stop for
         self.closed: set[str] = {name for name, stream in (("out", out), ("err", err)) if stream is None}
-        self.tty = out is not None and out.isatty()
-        self.every_s = every_s if every_s is not None else (1.0 if self.tty else 5.0)
+        self.tty = out is not None and out.isatty() and not as_json
+        self.every_s = every_s if every_s is not None else (TTY_EVERY_S if self.tty else PIPE_EVERY_S)
         self._last = 0.0
         self._pending_cr = False
         self.epochs = 0
@@ -59,12 +59,24 @@ class Printer:
             self._pending_cr = False
         self._write("out", text + "\n")
 
+    def _progress_due(self) -> bool:
+        now = time.monotonic()
+        if self.every_s <= 0 or now - self._last < self.every_s:
+            return False
+        self._last = now
+        return True
+
     def __call__(self, event) -> None:
+        if isinstance(event, RunStarted):
+            self.epochs = event.epochs
+            self._last = time.monotonic()  # the first progress line comes `every_s` after the start
+        if self.as_json:
+            if not isinstance(event, StepProgress) or self._progress_due():
+                self._write("out", json.dumps(finite(as_dict(event)), ensure_ascii=False) + "\n")
+            return
         if isinstance(event, StepProgress):
-            now = time.monotonic()
-            if now - self._last < self.every_s:
+            if not self._progress_due():
                 return
-            self._last = now
             text = (f"  epoch {event.epoch + 1}/{self.epochs} step {event.epoch_step}/{event.steps_per_epoch} "
                     f"loss {event.loss:.4f} {event.samples_per_s:,.0f} samples/s ETA {clock(event.eta_s)}")  # fmt: skip
             if self.tty:
@@ -77,7 +89,6 @@ class Printer:
                        f"val_loss {event.val_loss:.4f}  val_acc {pct(event.val_acc)}  lr {event.lr:.2e}  "
                        f"{event.seconds:.1f}s")  # fmt: skip
         elif isinstance(event, RunStarted):
-            self.epochs = event.epochs
             resumed = f", resuming at epoch {event.start_epoch + 1}" if event.start_step else ""
             self._line(f"run {printable(event.run_dir)}\ndevice {event.device}; {event.epochs} epochs x "
                        f"{event.steps_per_epoch} steps{resumed}")  # fmt: skip
@@ -107,49 +118,24 @@ def summary_text(e: RunEnded) -> str:
     return "\n".join(lines)
 
 
-def install_stop_signals(stop: StopRequest) -> None:
-    """Main thread only. Ctrl-C stops; SIGTERM/SIGHUP (a dropped SSH link) interrupt. Both save first."""
-    signal.signal(signal.SIGINT, lambda *_: stop.request("stopped"))
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *_: stop.request("interrupted"))
-
-
 def run_headless(args, overrides: dict) -> int:
-    from fmnist_tui.cli.main import error
-    from fmnist_tui.config import ConfigError
+    """Check the input, train in a thread, wait (signals stop it, saving first), exit with the run's code."""
+    from fmnist_tui.host import RunHost
     from fmnist_tui.presets import load_presets
-    from fmnist_tui.runs import RunStoreError
 
     config = None
     if args.preset:
         found = load_presets(args.presets_dir)
         for problem in found.errors:
             print(f"warning: {printable(problem)}", file=sys.stderr)
-        config = found.get(args.preset)
-    from fmnist_tui.engine.runner import (
-        run,  # torch and Lightning load here, after input is checked
-    )
-
-    stop = StopRequest()
-    install_stop_signals(stop)
-    outcome: dict = {}
-
-    def target() -> None:
-        try:
-            outcome["end"] = run(config, Printer(verbose=args.verbose), stop, runs_dir=args.runs_dir,
-                                 data_dir=args.data_dir, resume=args.resume, overrides=overrides)  # fmt: skip
-        except (ConfigError, RunStoreError) as err:
-            outcome["error"] = str(err)
-        except Exception as err:  # noqa: BLE001 - a bug outside the engine's own reporting: one line, exit 1
-            outcome["crash"] = f"{type(err).__name__}: {err}"
-
-    worker = threading.Thread(target=target, name="fmnist-train")
-    worker.start()
+        config = found.get(args.preset)  # an unknown preset: ConfigError, exit 2, before torch loads
+    printer = Printer(verbose=args.verbose, every_s=args.progress_every, as_json=args.json)
+    host = RunHost(printer, config, resume=args.resume, overrides=overrides, runs_dir=args.runs_dir,
+                   data_dir=args.data_dir)  # fmt: skip
+    host.install_signal_handlers()
+    worker = host.start()
     while worker.is_alive():
-        worker.join(0.2)
-    if "error" in outcome:
-        return error(outcome["error"])
-    if "crash" in outcome:
-        error(outcome["crash"])
-        return 1
-    return EXIT_CODES.get(outcome["end"].status, 1)
+        worker.join(0.2)  # short waits: the main thread must stay free to take signals
+    if host.refused is not None:
+        return error(host.refused)
+    return host.exit_code

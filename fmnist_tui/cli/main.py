@@ -1,17 +1,20 @@
-"""`fmnist-tui` and its subcommands. Heavy imports (torch, textual) happen only when needed."""
+"""`fmnist-tui` and its subcommands. Heavy imports (torch, textual) happen only when needed.
+
+Every option is declared once (OPTIONS) and means the same wherever it is written:
+`fmnist-tui --runs-dir X runs` and `fmnist-tui runs --runs-dir X` list the same folder,
+`--set` before and after `run` both count, and an option that a command does not take is
+refused (exit 2) rather than dropped.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from fmnist_tui import paths
+from fmnist_tui.cli.output import error, silence_stdout
 from fmnist_tui.config import ConfigError, parse_set_items
 from fmnist_tui.files import FULL
-
-EXIT_BAD_INPUT = 2
 
 
 def user_path(text: str) -> Path:
@@ -19,13 +22,45 @@ def user_path(text: str) -> Path:
     return Path(text).expanduser()
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value (repeatable), e.g. --set lr=0.01 --set model=cnn")  # fmt: skip
-    p.add_argument("--data-dir", type=user_path, help="Fashion-MNIST folder (default: $FMNIST_TUI_DATA_DIR or the per-user data folder)")
-    p.add_argument("--runs-dir", type=user_path, help="runs folder (default: $FMNIST_TUI_RUNS_DIR or the per-user runs folder)")
-    p.add_argument("--presets-dir", action="append", default=[], type=user_path, metavar="DIR",
-                   help="also read presets from DIR (repeatable)")  # fmt: skip
+def seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of seconds, 0 or more")
+    return value
+
+
+# name -> (flags, argparse keywords); `dest` is the name with - as _
+OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
+    "set": (("--set",), dict(dest="sets", action="append", metavar="KEY=VALUE",
+                             help="override one config value (repeatable), e.g. --set lr=0.01 --set model=cnn")),
+    "preset": (("--preset",), dict(metavar="NAME", help="a preset (see `fmnist-tui presets`); the app opens on it")),
+    "data-dir": (("--data-dir",), dict(type=user_path, metavar="DIR",
+                                       help="Fashion-MNIST folder (default: $FMNIST_TUI_DATA_DIR or the per-user data folder)")),
+    "runs-dir": (("--runs-dir",), dict(type=user_path, metavar="DIR",
+                                       help="runs folder (default: $FMNIST_TUI_RUNS_DIR or the per-user runs folder)")),
+    "presets-dir": (("--presets-dir",), dict(action="append", type=user_path, metavar="DIR",
+                                             help="also read presets from DIR (repeatable)")),
+    "json": (("--json",), dict(action="store_true", help="print JSON for scripts instead of text")),
+}  # fmt: skip
+APP = ("set", "preset", "data-dir", "runs-dir", "presets-dir")
+COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "run": ("train headless: a line per epoch and a summary, for scripts and batch jobs",
+            ("set", "preset", "data-dir", "runs-dir", "presets-dir", "json")),
+    "runs": ("list runs with their status and best metrics", ("runs-dir", "json")),
+    "presets": ("list presets and their descriptions", ("presets-dir", "json")),
+    "keys": ("list every config key with its help text", ("json",)),
+}  # fmt: skip
+APPENDED = ("sets", "presets_dir")  # given both before and after the command: both count
+
+
+def dest(name: str) -> str:
+    return OPTIONS[name][1].get("dest", name.replace("-", "_"))
+
+
+def add_options(parser: argparse.ArgumentParser, names: tuple[str, ...], prefix: str = "") -> None:
+    for name in names:
+        flags, kwargs = OPTIONS[name]
+        parser.add_argument(*flags, **{**kwargs, "dest": prefix + dest(name), "default": argparse.SUPPRESS})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,65 +69,70 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train Fashion-MNIST classifiers with PyTorch Lightning and watch them in the terminal. "
         "With no command, opens the app.",
     )
-    _common(parser)
-    parser.add_argument("--preset", help="preset to select in the app")
-    parser.add_argument("--start", action="store_true", help="start the selected preset at once")
+    # Before a command these are the app's options; a command that takes one reads it from here too.
+    add_options(parser, APP, prefix="top_")
+    parser.add_argument("--start", action="store_true", help="start the preset at once (the app)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    run = sub.add_parser("run", help="train headless: progress as plain text, for scripts and batch jobs")
-    _common(run)
-    what = run.add_mutually_exclusive_group(required=True)
-    what.add_argument("--preset", help="preset to run (see `fmnist-tui presets`)")
-    what.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint (folder or name)")
-    run.add_argument("-v", "--verbose", action="store_true", help="also print Lightning's info messages")
-
-    presets = sub.add_parser("presets", help="list presets and their descriptions")
-    presets.add_argument("--presets-dir", action="append", default=[], type=user_path, metavar="DIR")
-
-    runs = sub.add_parser("runs", help="list runs with their status and best metrics")
-    runs.add_argument("--runs-dir", type=user_path, help="runs folder")
-
-    sub.add_parser("keys", help="list every config key with its help text")
+    for command, (summary, names) in COMMANDS.items():
+        p = sub.add_parser(command, help=summary, description=summary)
+        add_options(p, names)
+        if command == "run":
+            p.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint (folder or name)")
+            p.add_argument("--progress-every", type=seconds, metavar="SECONDS",
+                           help="a progress line every SECONDS (default: 1 on a terminal, where it is redrawn "
+                                "in place; 30 into a file or pipe; 0: none, only epochs and the end)")  # fmt: skip
+            p.add_argument("-v", "--verbose", action="store_true", help="also print Lightning's info messages")
     return parser
 
 
-def error(message: str) -> int:
-    from fmnist_tui.format import printable
-
-    try:
-        print(f"fmnist-tui: error: {printable(message)}", file=sys.stderr)
-    except (OSError, ValueError):
-        pass  # stderr is closed: the exit code still says it
-    return EXIT_BAD_INPUT
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Arguments with every option merged from before and after the command (exit 2 on misuse)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    takes = APP if args.command is None else COMMANDS[args.command][1]
+    for name in APP:
+        top = getattr(args, "top_" + dest(name), None)
+        if top is None:
+            continue
+        if name not in takes:
+            parser.error(f"{OPTIONS[name][0][0]} does not apply to `fmnist-tui {args.command}`")
+        here = getattr(args, dest(name), None)
+        setattr(args, dest(name), top + (here or []) if dest(name) in APPENDED else top if here is None else here)
+    for name in takes:
+        default = [] if dest(name) in APPENDED else False if name == "json" else None
+        setattr(args, dest(name), getattr(args, dest(name), default))
+    if args.start and args.command is not None:
+        parser.error(f"--start does not apply to `fmnist-tui {args.command}`")
+    if args.command == "run" and (args.preset is None) == (getattr(args, "resume", None) is None):
+        parser.error("run: give one of --preset NAME (a new run) or --resume RUN (more of one)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         return _command(args)
     except ConfigError as err:
         return error(str(err))
     except BrokenPipeError:  # `fmnist-tui runs | head -1`: the reader has what it wanted
-        _silence_stdout()
+        silence_stdout()
         return 0
     except OSError as err:
         if err.errno in FULL and err.filename is None:  # stdout on a full disk (`> /dev/full`)
-            _silence_stdout()
+            silence_stdout()
             error(f"cannot write the output: {err.strerror}")
             return 1
         raise
 
 
-def _command(args) -> int:
-    if args.command in ("presets", "runs", "keys") and sys.stdout is None:  # `>&-`: a listing nobody can read
-        error("standard output is closed: nothing to print the listing to")
-        return 1
-    if args.command == "presets":
-        return cmd_presets(args)
-    if args.command == "runs":
-        return cmd_runs(args)
-    if args.command == "keys":
-        return cmd_keys()
+def _command(args: argparse.Namespace) -> int:
+    if args.command in ("presets", "runs", "keys"):
+        from fmnist_tui.cli import listings
+
+        if sys.stdout is None:  # `>&-`: a listing nobody can read
+            error("standard output is closed: nothing to print the listing to")
+            return 1
+        return getattr(listings, f"cmd_{args.command}")(args)
     overrides = parse_set_items(args.sets)
     if args.command == "run":
         from fmnist_tui.cli.headless import run_headless
@@ -102,52 +142,6 @@ def _command(args) -> int:
 
     return run_app(preset=args.preset, start=args.start, data_dir=args.data_dir, runs_dir=args.runs_dir,
                    presets_dirs=args.presets_dir, overrides=overrides)  # fmt: skip
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so Python's flush at exit does not fail on it again."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
-def cmd_presets(args) -> int:
-    from fmnist_tui.format import printable
-    from fmnist_tui.presets import load_presets
-
-    found = load_presets(args.presets_dir)
-    width = max((len(n) for n in found.presets), default=4)
-    for name, preset in found.presets.items():
-        print(f"{name:<{width}}  {preset.config.description}")
-    for problem in found.errors:
-        print(f"warning: {printable(problem)}", file=sys.stderr)
-    return 0 if found.presets else 1
-
-
-def cmd_runs(args) -> int:
-    from fmnist_tui.format import clock, pct, printable
-    from fmnist_tui.runs import RunStore
-
-    store = RunStore(paths.runs_dir(args.runs_dir))
-    runs = store.list()
-    if not runs:
-        print(f"no runs in {printable(store.root)}")
-        return 0
-    width = max(len(r.name) for r in runs)
-    print(f"{'RUN':<{width}}  {'PRESET':<12} {'STATUS':<11} {'BEST VAL':>8} {'TEST':>7} {'TIME':>8}")
-    for r in runs:
-        print(f"{r.name:<{width}}  {r.preset[:12]:<12} {r.status:<11} {pct(r.get('best_val_acc')):>8} "
-              f"{pct(r.get('test_acc')):>7} {clock(r.get('duration_s')):>8}")  # fmt: skip
-    return 0
-
-
-def cmd_keys() -> int:
-    from fmnist_tui.config import RunConfig
-
-    for key, field in RunConfig.model_fields.items():
-        print(f"{key:<16} (default {field.default!r}) {field.description}")
-    return 0
 
 
 if __name__ == "__main__":

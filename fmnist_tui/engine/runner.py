@@ -25,6 +25,7 @@ from fmnist_tui.engine.logs import route_logs
 from fmnist_tui.engine.segment import Segment, begin, open_new, open_resume
 from fmnist_tui.engine.stop import reason_of
 from fmnist_tui.files import DiskFull
+from fmnist_tui.format import failure_text
 from fmnist_tui.metrics import FILE as METRICS
 from fmnist_tui.metrics import MetricsWriter, best_val_acc, read_rows, recorded_seconds
 from fmnist_tui.runs import LockLost, RunStore
@@ -121,8 +122,7 @@ def _ended_by(err: BaseException, sink: Sink, stop_event: threading.Event, seg: 
     if not isinstance(err, DataError):
         for line in traceback.format_exception(err)[-12:]:
             sink(LogLine("ERROR", "fmnist_tui.engine", line.rstrip()))
-    message = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return {"status": "failed", "error": f"{type(err).__name__}: {message}" if message else type(err).__name__}
+    return {"status": "failed", "error": failure_text(err)}
 
 
 def _free_memory() -> None:

@@ -23,7 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from fmnist_tui.config import ConfigError, RunConfig, check, describe
 from fmnist_tui.engine.events import EpochEnd, LogLine, RunEnded, RunStarted, StepProgress
-from fmnist_tui.engine.stop import StopRequest
+from fmnist_tui.host import RunHost
 from fmnist_tui.presets import load_presets
 from fmnist_tui.format import pct
 from fmnist_tui.tui.relay import EngineMessage, Relay
@@ -31,9 +31,11 @@ from fmnist_tui.tui.screens.modals import ConfirmScreen
 from fmnist_tui.tui.screens.run import RunScreen
 from fmnist_tui.tui.screens.runs import RunsScreen
 from fmnist_tui.tui.screens.setup import SetupScreen
-from fmnist_tui.tui.session import train
 from fmnist_tui.tui.state import RunState
 from fmnist_tui.tui.terminal import tolerate_non_utf8_input
+
+
+DEFAULT_PRESET = "tutorial"
 
 
 class FmnistApp(App):
@@ -63,15 +65,15 @@ class FmnistApp(App):
         self.device = device  # None: found by the setup screen in a worker
         self.handle_signals = handle_signals
         self.presets = load_presets(self.presets_dirs)
-        self.initial_preset = preset or next(iter(self.presets.presets), None)
+        # The quickstart MLP runs anywhere; GPU presets on a CPU would take hours.
+        default = DEFAULT_PRESET if DEFAULT_PRESET in self.presets.presets else next(iter(self.presets.presets), None)
+        self.initial_preset = preset or default
         self.state = RunState()
         self.run_id = 0
         self._relay: Relay | None = None
-        self._stop = StopRequest()  # request("stopped") from the user, request("interrupted") from a signal
+        self._host: RunHost | None = None  # the run: its thread, stop, signals and exit code (host.py)
         self._worker: Worker | None = None
         self._quit_when_done = False
-        self._run_done = threading.Event()
-        self._run_done.set()  # no run yet
         self._exit_code = 0
 
     # -- setup ------------------------------------------------------------------------
@@ -109,24 +111,26 @@ class FmnistApp(App):
             return False
         self.run_id += 1
         self.state = RunState(config=config)
-        self._stop = StopRequest()
         self._relay = Relay(self, self.run_id)
-        self._run_done = threading.Event()
-        work = partial(self._train, config, self._relay, self._stop, self._run_done)
+        # Leave a core to the UI: torch's CPU threads stall whenever the UI thread takes
+        # one of their cores (bench/throughput.py: 14.0k against 10.5k samples/s on 2 cores).
+        cpu_threads = max(1, (os.cpu_count() or 2) - 1)
+        self._host = RunHost(self._relay, config, runs_dir=self.runs_dir, data_dir=self.data_dir, cpu_threads=cpu_threads)
+        work = partial(self._train, self._host, self._relay)
         self._worker = self.run_worker(work, name=f"run-{self.run_id}", group="run", thread=True, exit_on_error=False)
         self.switch_mode("run")
         return True
 
-    def _train(self, config: RunConfig, relay: Relay, stop: StopRequest, done: threading.Event) -> None:
-        """The worker thread; `done` lets a signal handler know the run has saved, without the event loop."""
-        try:
-            train(config, relay, stop, self.runs_dir, self.data_dir)
-        finally:
-            done.set()
+    @staticmethod
+    def _train(host: RunHost, relay: Relay) -> None:
+        """The worker thread. A refusal (bad input, a run another process writes) is shown as a failure."""
+        host.run()
+        if host.refused is not None and host.ended is not None:
+            relay(host.ended)
 
     def stop_run(self) -> None:
-        if self.run_in_progress and not self._stop.is_set():
-            self._stop.request("stopped")  # the engine ends within one step and saves a checkpoint
+        if self.run_in_progress and self._host is not None and not self._host.stop.is_set():
+            self._host.request_stop()  # the engine ends within one step and saves a checkpoint
             self.notify("Stopping: the run ends after this step and keeps its checkpoint.", timeout=4)
             self.state.version += 1
 
@@ -211,7 +215,8 @@ class FmnistApp(App):
     def _on_signal(self, sig: signal.Signals) -> None:
         # The engine ends the run within a step, saves last.ckpt and records it as "interrupted"
         # (not "stopped": nobody asked for it), so `fmnist-tui run --resume` can carry on.
-        self._stop.request("interrupted")
+        if self._host is not None:
+            self._host.on_signal(sig)
         # After a hang-up the terminal is gone: Textual's writes to it fail and its output queue
         # fills, which can freeze the event loop before the normal exit runs. So a plain thread
         # ends the process once the run has saved, whatever the UI is doing. After SIGTERM the
@@ -223,12 +228,14 @@ class FmnistApp(App):
             self.stop_and_quit()
 
     def _exit_when_saved(self, sig: signal.Signals, grace: float) -> None:
-        self._run_done.wait(timeout=300)  # a run stops within a step; this only bounds a stuck one
+        if self._host is not None:
+            self._host.done.wait(timeout=300)  # a run stops within a step; this only bounds a stuck one
         time.sleep(grace)
         os._exit(128 + sig)
 
     def on_unmount(self) -> None:
-        self._stop.request("stopped")  # however the app ends, the training thread must not outlive it for long
+        if self._host is not None:
+            self._host.request_stop()  # however the app ends, the training thread must not outlive it for long
 
 
 def freeze_heap() -> None:
@@ -265,5 +272,6 @@ def run_app(
     try:
         app.run()
     finally:
-        app._stop.request("stopped")
+        if app._host is not None:
+            app._host.request_stop()
     return app.return_code or 0

@@ -17,7 +17,7 @@ from collections import deque
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from fmnist_tui.engine.events import Event, RunEnded, StepProgress
+from fmnist_tui.engine.events import Event, StepProgress
 
 
 class EngineMessage(Message):
@@ -73,7 +73,3 @@ class Relay:
         reported meanwhile either is read here or posts a new message: none is lost."""
         self._posted = False
         return self._latest
-
-    def failed(self, error: str) -> None:
-        """The run could not start or crashed outside the engine's own reporting."""
-        self(RunEnded(status="failed", run_dir="", duration_s=0.0, error=error))

@@ -60,13 +60,14 @@ def snap_env(tmp_path, monkeypatch, no_builtin_presets, make_preset):
 def scripted_app(monkeypatch, env: dict, finished: bool):
     events = scripted_events(finished)
 
-    def fake_train(config, relay, stop, runs_dir, data_dir):  # runs in the worker thread, like train()
+    def fake_run(host):  # runs in the worker thread, like RunHost.run
         for event in events:
-            relay(event)
+            host.sink(event)
         if not finished:
-            stop.wait(30)
+            host.stop.wait(30)
+        host.done.set()
 
-    monkeypatch.setattr("fmnist_tui.tui.app.train", fake_train)
+    monkeypatch.setattr("fmnist_tui.host.RunHost.run", fake_run)
     return make_app(preset="demo", start=True, **env)
 
 
