@@ -85,8 +85,8 @@ class RunConfig(BaseModel):
     """Training images held out for validation (the tutorial port uses 5,000 of 60,000)."""
     split_seed: int = Field(42, ge=0, le=2**32 - 1)
     """Seed of the fixed train/validation split (separate from the training seed)."""
-    synthetic_size: int = Field(3_000, ge=20, le=200_000)
-    """synthetic only: generated training-pool images (a fifth as many test images)."""
+    synthetic_size: int = Field(60_000, ge=20, le=200_000)
+    """synthetic only: generated training images, 60,000 as in Fashion-MNIST (and a sixth as many test images)."""
     normalize: bool = True
     """Standardise pixels with the training mean/std (the tutorial only scales to 0..1)."""
     norm_mean: float | None = Field(None, ge=0.0, le=1.0)

@@ -152,10 +152,33 @@ def test_erasing_blanks_one_rectangle_in_about_half_the_images():
 
 
 def test_synthetic_is_deterministic_and_labelled():
-    a, b = data_mod.make_synthetic(200, 5), data_mod.make_synthetic(200, 5)
-    assert torch.equal(a["train_images"], b["train_images"])
+    a, b = data_mod.make_synthetic(600, 5), data_mod.make_synthetic(600, 5)
+    assert all(torch.equal(a[k], b[k]) for k in a)
     assert set(a["train_labels"].tolist()) == set(range(10))
-    assert a["test_images"].shape == (40, 28, 28)
+    assert a["test_images"].shape == (100, 28, 28) and a["train_images"].dtype == torch.uint8
+    assert not torch.equal(a["train_images"], data_mod.make_synthetic(600, 6)["train_images"])
+
+
+def test_every_shipped_preset_runs_on_synthetic_data():
+    from fmnist_tui.config import with_overrides
+    from fmnist_tui.presets import load_presets
+
+    for name, preset in load_presets().presets.items():
+        config = with_overrides(preset.config, {"dataset": "synthetic"})  # the README's demo path
+        assert config.train_size == 55_000, name
+
+
+@pytest.mark.slow
+def test_the_mlp_preset_learns_the_synthetic_set_in_two_epochs(tmp_path):
+    from fmnist_tui.config import with_overrides
+    from fmnist_tui.engine.events import EpochEnd
+    from fmnist_tui.engine.runner import run
+    from fmnist_tui.presets import load_presets
+
+    config = with_overrides(load_presets().get("mlp"), {"dataset": "synthetic", "epochs": 2, "accelerator": "cpu"})
+    epochs = []
+    end = run(config, lambda e: epochs.append(e) if isinstance(e, EpochEnd) else None, runs_dir=tmp_path)
+    assert end.status == "finished" and max(e.val_acc for e in epochs) > 0.8
 
 
 def test_gz_files_written_are_real_gzip(tmp_path):

@@ -83,21 +83,35 @@ def load_fashion(root: Path, allow_download: bool = True) -> dict[str, torch.Ten
 
 
 def make_synthetic(size: int, seed: int) -> dict[str, torch.Tensor]:
-    """Ten classes of blurred random templates sharing a common part, with jitter, shifts and noise."""
+    """Fashion-MNIST's stand-in for demos and tests: `size` training images and a sixth as many test images.
+
+    Ten classes of sharp random shapes on a shared silhouette, each image shifted by up to
+    two pixels, scaled in brightness and noisy, with 10% of the labels drawn at random: a
+    net learns it as it learns the real set (the `mlp` preset passes 90% in one epoch, the
+    quickstart MLP climbs slowly), and nothing learns it perfectly. 70,000 images take about
+    a second; the same seed gives the same images.
+    """
     gen = torch.Generator().manual_seed(seed)
-    blobs = F.interpolate(torch.rand(11, 1, 7, 7, generator=gen), size=(28, 28), mode="bilinear")[:, 0]
-    templates = 0.75 * blobs[10] + 0.25 * blobs[:10]  # classes differ in a quarter of the signal
+    coarse = F.interpolate(torch.rand(11, 1, 7, 7, generator=gen), size=(28, 28), mode="bicubic", align_corners=False)
+    shapes = torch.sigmoid(12 * (coarse[:, 0] - 0.5))  # sharp edges: pixel values that tell classes apart
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 28), torch.linspace(-1, 1, 28), indexing="ij")
+    silhouette = (1 - xx**2 - yy**2).clamp(0, 1)
+    padded = F.pad((0.2 * shapes[10] + 0.8 * shapes[:10]) * silhouette * 255, (2, 2, 2, 2))
 
     def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         labels = torch.randint(0, 10, (n,), generator=gen)
-        scale = 0.6 + 0.4 * torch.rand(n, 1, 1, generator=gen)
-        images = templates[labels] * scale * 255 + 90 * torch.randn(n, 28, 28, generator=gen)
-        shift = int(torch.randint(-1, 2, (1,), generator=gen))
-        images = torch.roll(images, shifts=shift, dims=2)
-        return images.clamp(0, 255).to(torch.uint8), labels.to(torch.uint8)
+        shift = torch.randint(0, 25, (n,), generator=gen)
+        images = torch.empty(n, 28, 28)
+        for s in range(25):  # 25 shifts: one slice each, not a gather per pixel
+            chosen = (shift == s).nonzero().squeeze(1)
+            images[chosen] = padded[labels[chosen], s // 5 : s // 5 + 28, s % 5 : s % 5 + 28]
+        images.mul_(0.7 + 0.6 * torch.rand(n, 1, 1, generator=gen)).add_(torch.randn(n, 28, 28, generator=gen), alpha=50.0)
+        noisy = torch.rand(n, generator=gen) < 0.1
+        labels = torch.where(noisy, torch.randint(0, 10, (n,), generator=gen), labels)
+        return images.clamp_(0, 255).to(torch.uint8), labels.to(torch.uint8)
 
     train_x, train_y = draw(size)
-    test_x, test_y = draw(max(10, size // 5))
+    test_x, test_y = draw(max(10, size // 6))
     return {"train_images": train_x, "train_labels": train_y, "test_images": test_x, "test_labels": test_y}
 
 
