@@ -1,17 +1,19 @@
-"""Training throughput: the seed tutorial against fmnist-tui's engine, same data, same machine.
+"""Training throughput: the classic PyTorch Fashion-MNIST quickstart against fmnist-tui's engine.
+
+Same data, same machine.
 
     python bench/throughput.py --data-dir ../shared/fashion-mnist [--quick] [--batch-size 64]
 
-Runs, each on the tutorial MLP with SGD lr 1e-3 for the same number of steps:
-  seed_plain      the tutorial's plain PyTorch loop (torchvision dataset, ToTensor, DataLoader)
-  seed_lightning  the tutorial's Lightning port (DataModule + DataLoader, self.log every step)
-  device_plain    a plain loop over device-resident tensors (the hardware's practical limit)
-  engine          fmnist-tui's engine, headless, with step progress reported
-  engine_app_thr  the same with the torch thread count the app uses (one core left to the UI)
-  engine_app      the same engine under the Textual app, driven headlessly (skipped if the app is absent)
+Runs, each on the quickstart MLP with SGD lr 1e-3 for the same number of steps:
+  quickstart_plain      the quickstart's plain PyTorch loop (torchvision dataset, ToTensor, DataLoader)
+  quickstart_lightning  its Lightning port (DataModule + DataLoader, self.log every step)
+  device_plain          a plain loop over device-resident tensors (the hardware's practical limit)
+  engine                fmnist-tui's engine, headless, with step progress reported
+  engine_app_thr        the same with the torch thread count the app uses (one core left to the UI)
+  engine_app            the same engine under the Textual app, driven headlessly (skipped if the app is absent)
 Every setup runs `--rounds` times, interleaved; the table shows each setup's median and
 spread, and each ratio is the median of the ratios within a round. It prints samples/s with
-ratios, ending with `engine_vs_seed_plain_ratio=<float>`.
+ratios, ending with `engine_vs_quickstart_plain_ratio=<float>`.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def cycle(loader):
         yield from loader
 
 
-def seed_plain(args, steps: int) -> float:
+def quickstart_plain(args, steps: int) -> float:
     from torch.utils.data import DataLoader
     from torchvision import datasets
     from torchvision.transforms import ToTensor
@@ -102,7 +104,7 @@ def device_plain(args, steps: int) -> float:
     return timed_loop(batches(), tutorial_model().to(device), device, steps)
 
 
-def seed_lightning(args, steps: int) -> float:
+def quickstart_lightning(args, steps: int) -> float:
     """The tutorial's Lightning port, as written: DataModule, random_split, DataLoader, self.log."""
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader, random_split
@@ -250,7 +252,7 @@ def main() -> None:
     import tempfile
 
     runs_dir = tempfile.mkdtemp(prefix="fmnist-bench-")
-    setups = {"seed_plain": seed_plain, "seed_lightning": seed_lightning, "device_plain": device_plain,
+    setups = {"quickstart_plain": quickstart_plain, "quickstart_lightning": quickstart_lightning, "device_plain": device_plain,
               "engine": lambda a, s: engine(a, s, runs_dir),
               "engine_app_thr": lambda a, s: engine(a, s, runs_dir, cpu_threads=app_threads()),
               "engine_app": lambda a, s: engine_app(a, s, runs_dir)}  # fmt: skip
@@ -262,7 +264,7 @@ def main() -> None:
             if rate is not None:
                 runs[name].append(rate)
             shown = "skipped" if rate is None else f"{rate:>10,.0f} samples/s"
-            print(f"  round {round_no}/{args.rounds}  {name:<15} {shown}", flush=True)
+            print(f"  round {round_no}/{args.rounds}  {name:<20} {shown}", flush=True)
     report(args, steps, {name: r for name, r in runs.items() if r})
 
 
@@ -271,12 +273,12 @@ def report(args, steps: int, runs: dict[str, list[float]]) -> None:
     where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     print(f"\n{where}, torch {torch.__version__}, tutorial MLP + SGD, batch {args.batch_size}, "
           f"{steps} timed steps, median of {args.rounds} rounds")  # fmt: skip
-    print(f"{'setup':<15} {'samples/s':>12} {'spread':>8} {'vs seed_plain':>14} {'vs device_plain':>16}")
+    print(f"{'setup':<20} {'samples/s':>10} {'spread':>8} {'vs quickstart_plain':>20} {'vs device_plain':>16}")
     for name, rates in runs.items():
         spread = f"±{50 * (max(rates) - min(rates)) / median(rates):.0f}%" if len(rates) > 1 else "-"
-        vs_seed = f"{paired(rates, runs['seed_plain']):.2f}x" if "seed_plain" in runs else "-"
+        vs_quickstart = f"{paired(rates, runs['quickstart_plain']):.2f}x" if "quickstart_plain" in runs else "-"
         vs_dev = f"{paired(rates, runs['device_plain']):.2f}x" if "device_plain" in runs else "-"
-        print(f"{name:<15} {median(rates):>12,.0f} {spread:>8} {vs_seed:>14} {vs_dev:>16}")
+        print(f"{name:<20} {median(rates):>10,.0f} {spread:>8} {vs_quickstart:>20} {vs_dev:>16}")
     if "engine_app" in runs and "engine_app_thr" in runs:
         # The app's own cost: against the headless engine with the app's torch thread count.
         print(f"app_overhead={1 - paired(runs['engine_app'], runs['engine_app_thr']):.3f}")
@@ -286,8 +288,8 @@ def report(args, steps: int, runs: dict[str, list[float]]) -> None:
         # What the engine (Lightning, progress, stop checks) adds to each step over the plain loop.
         extra = median([(1 / e - 1 / d) * args.batch_size * 1e3 for e, d in zip(runs["engine"], runs["device_plain"])])
         print(f"engine_overhead_ms_per_step={extra:.3f}")
-    if "seed_plain" in runs and "engine" in runs:
-        print(f"engine_vs_seed_plain_ratio={paired(runs['engine'], runs['seed_plain']):.3f}")
+    if "quickstart_plain" in runs and "engine" in runs:
+        print(f"engine_vs_quickstart_plain_ratio={paired(runs['engine'], runs['quickstart_plain']):.3f}")
 
 
 if __name__ == "__main__":

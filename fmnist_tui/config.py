@@ -44,11 +44,13 @@ class RunConfig(BaseModel):
     """Preset name (letters, digits, _ . -): shown in lists and in the run folder's name."""
     description: str = Field("", max_length=200)
     """One line saying what this preset is for."""
+    for_gpu: bool = False
+    """Made for a GPU: marked so in the preset list; started where there is none, it asks first."""
 
     model: Literal["tutorial_mlp", "mlp", "cnn", "resnet"] = "mlp"
-    """Network: tutorial_mlp (784-512-512-10), mlp (batch norm + dropout), cnn (two conv stages), resnet (ResNet-9: the GPU presets)."""
+    """Network: tutorial_mlp (the quickstart's 784-512-512-10), mlp (batch norm + dropout), cnn (two conv stages), resnet (ResNet-9: the GPU presets)."""
     final_relu: bool = True
-    """tutorial_mlp only: keep the tutorial's ReLU after the last layer (it clips the logits at 0)."""
+    """tutorial_mlp only: keep the quickstart's ReLU after the last layer (it clips the logits at 0)."""
     hidden: int = Field(512, ge=16, le=8192)
     """mlp only: width of the two hidden layers."""
     width: int = Field(32, ge=4, le=512)
@@ -61,7 +63,7 @@ class RunConfig(BaseModel):
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     """Learning rate (the peak rate when a schedule is used)."""
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    """sgd only: momentum (0 = plain SGD, as in the tutorial)."""
+    """sgd only: momentum (0 = plain SGD, as in the quickstart)."""
     nesterov: bool = False
     """sgd only: Nesterov momentum (needs momentum > 0)."""
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
@@ -82,13 +84,13 @@ class RunConfig(BaseModel):
     data_dir: str = ""
     """Folder holding or receiving Fashion-MNIST; empty = --data-dir, $FMNIST_TUI_DATA_DIR or the per-user data folder."""
     val_size: int = Field(5_000, ge=1, le=50_000)
-    """Training images held out for validation (the tutorial port uses 5,000 of 60,000)."""
+    """Training images held out for validation (the quickstart's Lightning version holds out 5,000 of 60,000)."""
     split_seed: int = Field(42, ge=0, le=2**32 - 1)
     """Seed of the fixed train/validation split (separate from the training seed)."""
     synthetic_size: int = Field(60_000, ge=20, le=200_000)
     """synthetic only: generated training images, 60,000 as in Fashion-MNIST (and a sixth as many test images)."""
     normalize: bool = True
-    """Standardise pixels with the training mean/std (the tutorial only scales to 0..1)."""
+    """Standardise pixels with the training mean/std (the quickstart only scales to 0..1)."""
     norm_mean: float | None = Field(None, ge=0.0, le=1.0)
     """normalize only: pixel mean on the 0..1 scale; empty = the training split's, measured at start and recorded in the run."""
     norm_std: float | None = Field(None, gt=0.0, le=1.0)

@@ -80,12 +80,12 @@ def test_throughput_report_takes_medians_and_pairs_ratios_within_a_round(capsys)
         rounds = 3
 
     # Round 2 ran on a machine twice as fast: each ratio is taken inside its own round.
-    runs = {"seed_plain": [10.0, 20.0, 10.0], "device_plain": [40.0, 80.0, 40.0], "engine": [30.0, 60.0, 31.0],
+    runs = {"quickstart_plain": [10.0, 20.0, 10.0], "device_plain": [40.0, 80.0, 40.0], "engine": [30.0, 60.0, 31.0],
             "engine_app_thr": [20.0, 40.0, 20.0], "engine_app": [19.0, 40.0, 19.6]}  # fmt: skip
     tp.report(Args, 800, runs)
     out = capsys.readouterr().out
     assert "median of 3 rounds" in out
-    assert "engine_vs_seed_plain_ratio=3.000" in out  # median of 3.0, 3.0, 3.1
+    assert "engine_vs_quickstart_plain_ratio=3.000" in out  # median of 3.0, 3.0, 3.1
     assert "app_overhead=0.020" in out  # median of 5%, 0%, 2%
     line = next(l for l in out.splitlines() if l.startswith("engine "))
     assert line.split()[1:3] == ["31", "±48%"]  # the median rate; half the range over the median: 30 / 31 / 2

@@ -17,7 +17,7 @@ from fmnist_tui.presets import load_file, load_presets, save_preset
         ({"model": "vgg"}, "model: unknown value 'vgg'; allowed: one of tutorial_mlp, mlp, cnn, resnet"),
         ({"optimizer": "lion"}, "optimizer: unknown value 'lion'; allowed: one of sgd, adam, adamw"),
         ({"precision": "64"}, "precision: unknown value '64'; allowed: one of 32, bf16-mixed, 16-mixed"),
-        ({"colour": "red"}, "colour: unknown key (known keys: name, description, model"),
+        ({"colour": "red"}, "colour: unknown key (known keys: name, description, for_gpu, model"),
         ({"epochs": 2.5}, "epochs: 2.5 is not a whole number; allowed: a whole number from 1 to 10000"),
         ({"nesterov": True}, "nesterov: needs optimizer = sgd and momentum > 0"),
     ],

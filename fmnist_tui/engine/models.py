@@ -8,7 +8,7 @@ from fmnist_tui.config import RunConfig
 
 
 def tutorial_mlp(final_relu: bool = True) -> nn.Sequential:
-    """The tutorial's network exactly: 784-512-512-10 with a ReLU after every layer, the last included."""
+    """The quickstart's network exactly: 784-512-512-10 with a ReLU after every layer, the last included."""
     layers = [nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)]
     if final_relu:
         layers.append(nn.ReLU())
@@ -16,7 +16,7 @@ def tutorial_mlp(final_relu: bool = True) -> nn.Sequential:
 
 
 def mlp(hidden: int = 512, dropout: float = 0.2) -> nn.Sequential:
-    """The tutorial MLP corrected: no final ReLU, batch norm, dropout."""
+    """The quickstart MLP corrected: no final ReLU, batch norm, dropout."""
 
     def block(n_in: int) -> list[nn.Module]:
         return [nn.Linear(n_in, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Dropout(dropout)]

@@ -88,6 +88,8 @@ def _run_segment(seg: Segment, sink: Sink, stop_event: threading.Event, cpu_thre
     with route_logs(sink):
         for note in seg.notes:
             log.warning(note)
+        if seg.config.for_gpu and not on_gpu(seg.config.accelerator):
+            log.warning(f"preset {seg.config.name} is made for a GPU and runs on the CPU here: expect hours, not minutes")
         try:
             carried = begin(seg)
             if carried is not None and carried.problem:

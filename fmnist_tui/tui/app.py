@@ -63,6 +63,7 @@ class FmnistApp(App):
         self.overrides = dict(overrides or {})
         self.start_at_once = start
         self.device = device  # None: found by the setup screen in a worker
+        self.has_gpu: bool | None = None if device is None else not device.startswith("CPU")
         self.handle_signals = handle_signals
         self.presets = load_presets(self.presets_dirs)
         # The quickstart MLP runs anywhere; GPU presets on a CPU would take hours.

@@ -14,7 +14,7 @@ from fmnist_tui.config import RunConfig, allowed, annotation, field_help, parse_
 
 # Sections in display order; unknown keys are skipped, unlisted fields go to "Other".
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "Preset": ("name", "description"),
+    "Preset": ("name", "description", "for_gpu"),
     "Model": ("model", "final_relu", "hidden", "width", "dropout"),
     "Optimiser": ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "label_smoothing"),
     "Training": ("batch_size", "epochs", "eval_batch_size", "seed", "precision"),

@@ -41,9 +41,10 @@ class EngineMessage(Message):
 class DeviceFound(Message):
     """The device description, found in a worker (it imports torch)."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, gpu: bool | None) -> None:
         super().__init__()
         self.text = text
+        self.gpu = gpu  # None: could not tell
 
 
 MAX_UNDRAINED = 100_000  # loss points kept while the UI is not draining (a stalled UI must not eat memory)

@@ -51,7 +51,7 @@ def presets_dir(tmp_path) -> Path:
     write_preset(folder, "tiny", "Tiny synthetic MLP, 3 epochs", epochs=3, **TINY)
     write_preset(folder, "long", "Tiny synthetic MLP, many epochs (for stop tests)", epochs=500, **TINY)
     write_preset(folder, "nan", "Diverges at once: tutorial MLP, SGD lr 10", epochs=3,
-                 **{**TINY, "model": "tutorial_mlp", "optimizer": "sgd", "lr": 10.0})  # fmt: skip
+                 **{**TINY, "model": "tutorial_mlp", "final_relu": False, "optimizer": "sgd", "lr": 10.0})  # fmt: skip
     return folder
 
 

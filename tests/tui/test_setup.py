@@ -315,3 +315,31 @@ async def test_broken_preset_files_are_listed_and_the_rest_load(tmp_path, no_bui
         await choose_preset(pilot, "also-good")
         assert app.screen.query_one(ConfigForm).config.name == "also-good"
         assert not app.screen.query_one("#start", Button).disabled
+
+
+async def test_gpu_presets_are_marked_and_starting_one_without_a_gpu_asks_first(presets_dir, make_preset, wait, keys):
+    from fmnist_tui.tui.screens.modals import ConfirmScreen
+    from fmnist_tui.tui.screens.run import RunScreen
+
+    make_preset(presets_dir, "big", "Made for a GPU", for_gpu=True, **{**TINY_VALUES, "epochs": 1})
+    app = make_app(device="CPU (2 cores)", presets_dirs=[presets_dir], preset="big")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        options = app.screen.query_one("#preset-options")
+        prompts = {options.get_option_at_index(i).id: str(options.get_option_at_index(i).prompt) for i in range(options.option_count)}
+        assert "GPU preset" in prompts["big"] and "GPU preset" not in prompts["tiny"]
+        await keys(pilot, "ctrl+r")
+        await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "made for a GPU, and there is none here" in str(app.screen.query_one(".dialog-text").render())
+        await pilot.press("n")
+        await wait(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        assert app.state.config is None  # nothing started
+        await keys(pilot, "ctrl+r")
+        await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait(pilot, lambda: isinstance(app.screen, RunScreen) and app.state.ended is not None, timeout=60)
+
+
+def test_the_app_opens_on_the_quickstart_preset(presets_dir):
+    app = make_app(device="CPU", presets_dirs=[presets_dir])
+    assert app.initial_preset == "tutorial"

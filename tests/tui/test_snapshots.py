@@ -51,7 +51,7 @@ def snap_env(tmp_path, monkeypatch, no_builtin_presets, make_preset):
     presets.mkdir()
     make_preset(presets, "demo", "A tiny synthetic MLP for demos", dataset="synthetic", synthetic_size=400,
                 val_size=100, batch_size=32, epochs=EPOCHS, model="mlp", optimizer="adam")  # fmt: skip
-    make_preset(presets, "tutorial", "The seed tutorial: MLP with final ReLU, SGD lr 1e-3, batch 64",
+    make_preset(presets, "tutorial", "The PyTorch quickstart MLP, exactly: SGD lr 1e-3, 10 epochs",
                 model="tutorial_mlp", optimizer="sgd", lr=1e-3, batch_size=64, normalize=False)  # fmt: skip
     (presets / "broken.toml").write_text('name = "broken"\ndescription = "x"\nlr = -1\n')
     return dict(presets_dirs=[presets], device="CPU (2 cores)", data_dir="/data/fashion-mnist", runs_dir="runs")

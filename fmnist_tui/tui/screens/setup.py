@@ -13,7 +13,7 @@ from fmnist_tui import paths
 from fmnist_tui.config import ConfigError, make_config
 from fmnist_tui.presets import save_preset
 from fmnist_tui.tui.relay import DeviceFound
-from fmnist_tui.tui.screens.modals import PresetNameScreen
+from fmnist_tui.tui.screens.modals import ConfirmScreen, PresetNameScreen
 from fmnist_tui.tui.widgets.form import ConfigForm
 from fmnist_tui.tui.widgets.preset_list import PresetList
 
@@ -51,15 +51,15 @@ class SetupScreen(Screen):
     @work(thread=True, exit_on_error=False, group="device")
     def find_device(self) -> None:
         try:
-            from fmnist_tui.engine.runner import device_description
+            from fmnist_tui.engine.runner import device_description, on_gpu
 
-            text = device_description("auto")
+            text, gpu = device_description("auto"), on_gpu("auto")
         except Exception as err:  # a broken CUDA install must not stop the app
-            text = f"unknown ({type(err).__name__})"
-        self.post_message(DeviceFound(text))  # non-blocking, even while the app closes
+            text, gpu = f"unknown ({type(err).__name__})", None
+        self.post_message(DeviceFound(text, gpu))  # non-blocking, even while the app closes
 
     def on_device_found(self, message: DeviceFound) -> None:
-        self.app.device = message.text
+        self.app.device, self.app.has_gpu = message.text, message.gpu
         self.show_device(message.text)
 
     def show_device(self, device: str | None) -> None:
@@ -105,6 +105,12 @@ class SetupScreen(Screen):
         config = self.query_one(ConfigForm).check()
         if config is None:
             self.notify("Fix the fields marked ✖ first", severity="error")
+            return
+        if config.for_gpu and self.app.has_gpu is False and config.accelerator != "cpu":
+            question = (f"{config.name} is made for a GPU, and there is none here:\n"
+                        "on this CPU it would take hours. Start it anyway?")  # fmt: skip
+            self.app.push_screen(ConfirmScreen(question, yes="Start anyway", no="Cancel"),
+                                 lambda yes: self.app.start_run(config) if yes else None)  # fmt: skip
             return
         self.app.start_run(config)
 

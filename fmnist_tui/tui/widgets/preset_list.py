@@ -26,6 +26,8 @@ class PresetList(Vertical):
         options.clear_options()
         for name, preset in presets.presets.items():
             prompt = Text(name, style="bold")
+            if preset.config.for_gpu:
+                prompt.append("  GPU preset", style="italic")  # words, not only a colour (NO_COLOR)
             if preset.config.description:
                 prompt.append(f"\n{preset.config.description}", style="dim")
             options.add_option(Option(prompt, id=name))
