@@ -29,6 +29,7 @@ def tiny_preset(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_headless_run_prints_epochs_and_a_summary(tmp_path, tiny_preset):
     runs = tmp_path / "runs"
     result = cli("run", "--preset", "tiny", "--presets-dir", str(tiny_preset), "--runs-dir", str(runs),
@@ -66,15 +67,19 @@ def test_headless_run_prints_epochs_and_a_summary(tmp_path, tiny_preset):
         (["--set", "accelerator=gpu"], "accelerator = gpu needs a GPU, and none is visible here"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_preset, args, message):
+def test_bad_input_is_one_line_and_exit_2(tmp_path, tiny_preset, args, message, capsys):
+    from fmnist_tui.cli.main import main
+
     runs = tmp_path / "runs"
-    result = cli("run", "--preset", "tiny", "--presets-dir", str(tiny_preset), "--runs-dir", str(runs), *args)
-    assert result.returncode == 2
-    assert result.stderr.startswith("fmnist-tui: error: ") and message in result.stderr
-    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    code = main(["run", "--preset", "tiny", "--presets-dir", str(tiny_preset), "--runs-dir", str(runs), *args])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.startswith("fmnist-tui: error: ") and message in err
+    assert "Traceback" not in err and err.count("\n") == 1
     assert not runs.exists(), "nothing may start on bad input"
 
 
+@pytest.mark.slow
 def test_unknown_preset_and_unknown_run(tmp_path):
     result = cli("run", "--preset", "nope", "--runs-dir", str(tmp_path))
     assert result.returncode == 2 and "unknown preset 'nope'" in result.stderr
@@ -155,6 +160,7 @@ def test_the_printer_stops_printing_when_its_reader_goes_away():
     assert printer.closed == {"out"}
 
 
+@pytest.mark.slow
 def test_options_mean_the_same_before_and_after_the_command(tmp_path, tiny_preset):
     runs = tmp_path / "runs"
     result = cli("--set", "epochs=1", "--runs-dir", str(runs), "--presets-dir", str(tiny_preset), "run",
@@ -179,6 +185,7 @@ def test_an_option_a_command_does_not_take_is_refused(args, message):
     assert result.returncode == 2 and message in result.stderr and result.stdout == ""
 
 
+@pytest.mark.slow
 def test_run_json_prints_one_event_a_line(tmp_path, tiny_preset):
     result = cli("run", "--preset", "tiny", "--presets-dir", str(tiny_preset), "--runs-dir", str(tmp_path / "runs"),
                  "--json", "--progress-every", "0.001")  # fmt: skip
@@ -189,15 +196,29 @@ def test_run_json_prints_one_event_a_line(tmp_path, tiny_preset):
     assert "RunStarted" in kinds and kinds.count("EpochEnd") == 2 and "StepProgress" in kinds and "LogLine" in kinds
 
 
-def test_progress_lines_into_a_pipe_come_every_n_seconds_or_never(tmp_path, tiny_preset):
-    base = ("run", "--preset", "tiny", "--presets-dir", str(tiny_preset), "--runs-dir", str(tmp_path / "runs"))
-    quiet = cli(*base).stdout  # default into a pipe: every 30 s, so none in a run of seconds
-    busy = cli(*base, "--progress-every", "0.001").stdout
-    none = cli(*base, "--progress-every", "0").stdout
-    assert "samples/s" not in quiet and "samples/s" not in none and "samples/s" in busy
-    assert quiet.count("\nepoch ") == none.count("\nepoch ") == 2
+def test_progress_lines_come_every_n_seconds_or_never(monkeypatch):
+    from io import StringIO
+
+    from fmnist_tui.cli import headless
+    from fmnist_tui.engine.events import RunStarted, StepProgress
+
+    clock = [0.0]
+    monkeypatch.setattr(headless.time, "monotonic", lambda: clock[0])
+
+    def lines_over(seconds: int, every_s: float | None) -> int:
+        out, clock[0] = StringIO(), 0.0
+        printer = headless.Printer(out=out, err=StringIO(), every_s=every_s)
+        printer(RunStarted("/runs/x", "CPU", 1, 1000, 1000))
+        for tick in range(seconds * 10):  # ten reports a second
+            clock[0] = tick / 10
+            printer(StepProgress(0, tick, 1000, tick, 1000, 1.0, 100.0, 1.0, 1.0))
+        return out.getvalue().count("samples/s")
+
+    assert lines_over(95, None) == 3  # into a pipe: every 30 s (the first 30 s after the start)
+    assert lines_over(95, 0) == 0 and lines_over(10, 1.0) == 9
 
 
+@pytest.mark.slow
 def test_listings_as_json(tmp_path, tiny_preset):
     runs = tmp_path / "runs"
     assert cli("run", "--preset", "tiny", "--presets-dir", str(tiny_preset), "--runs-dir", str(runs)).returncode == 0

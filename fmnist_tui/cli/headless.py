@@ -27,8 +27,7 @@ TTY_EVERY_S, PIPE_EVERY_S = 1.0, 30.0
 class Printer:
     """Prints epochs, progress every few seconds, warnings and the end; or JSON lines with `as_json`."""
 
-    def __init__(self, out=sys.stdout, err=sys.stderr, verbose: bool = False, every_s: float | None = None,
-                 as_json: bool = False):  # fmt: skip
+    def __init__(self, out, err, verbose: bool = False, every_s: float | None = None, as_json: bool = False):
         self.out, self.err, self.verbose, self.as_json = out, err, verbose, as_json
         # None: the descriptor was closed before we started (`>&-`); nothing to print to, nothing to stop for
         self.closed: set[str] = {name for name, stream in (("out", out), ("err", err)) if stream is None}
@@ -120,6 +119,8 @@ def summary_text(e: RunEnded) -> str:
 
 def run_headless(args, overrides: dict) -> int:
     """Check the input, train in a thread, wait (signals stop it, saving first), exit with the run's code."""
+    from fmnist_tui.config import with_overrides
+    from fmnist_tui.engine.segment import check_device
     from fmnist_tui.host import RunHost
     from fmnist_tui.presets import load_presets
 
@@ -128,8 +129,11 @@ def run_headless(args, overrides: dict) -> int:
         found = load_presets(args.presets_dir)
         for problem in found.errors:
             print(f"warning: {printable(problem)}", file=sys.stderr)
-        config = found.get(args.preset)  # an unknown preset: ConfigError, exit 2, before torch loads
-    printer = Printer(verbose=args.verbose, every_s=args.progress_every, as_json=args.json)
+        # An unknown preset or a bad --set value: ConfigError, exit 2, before torch loads.
+        config = with_overrides(found.get(args.preset), overrides)
+    printer = Printer(sys.stdout, sys.stderr, verbose=args.verbose, every_s=args.progress_every, as_json=args.json)
+    if config is not None:
+        check_device(config)  # a GPU config without a GPU: exit 2 before the run starts (torch loads only then)
     host = RunHost(printer, config, resume=args.resume, overrides=overrides, runs_dir=args.runs_dir,
                    data_dir=args.data_dir)  # fmt: skip
     host.install_signal_handlers()

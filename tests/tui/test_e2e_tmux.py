@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 TMUX = shutil.which("tmux")
-pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(TMUX is None, reason="tmux is not installed (CI installs it)")]
 LOSS = re.compile(r"loss (\d+\.\d+)")
 
 
