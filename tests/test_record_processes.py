@@ -51,11 +51,16 @@ def fmnist(*args, **kwargs) -> subprocess.Popen:
 def start(tmp_path, preset, *extra: str) -> tuple[subprocess.Popen, Path]:
     proc = fmnist("run", "--preset", "long", "--presets-dir", str(preset), "--runs-dir", str(tmp_path / "runs"), *extra)
     deadline = time.monotonic() + 60
-    while not (tmp_path / "runs").is_dir() or not list((tmp_path / "runs").iterdir()):
+    while not (folders := run_folders(tmp_path / "runs")):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "no run folder"
         time.sleep(0.02)
-    (folder,) = (tmp_path / "runs").iterdir()
+    (folder,) = folders
     return proc, folder
+
+
+def run_folders(runs: Path) -> list[Path]:
+    """Run folders only: the store's short-lived `.write-test-*` probe is not a run."""
+    return [p for p in runs.iterdir() if not p.name.startswith(".")] if runs.is_dir() else []
 
 
 def wait_for_step(proc, folder: Path, step: int) -> None:
