@@ -21,7 +21,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fmnist_tui.files import as_disk_full, free_name, write_atomic
 
@@ -140,11 +140,21 @@ def restart_at(path: Path, step: int, epochs_done: int) -> Carried:
     return carried
 
 
-class MetricsWriter:
-    """Appends rows; flushed at every tick and epoch, so a kill -9 loses nothing written."""
+class Copy(Protocol):
+    """Another format fed the same rows (engine/tensorboard.py)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def config(self, config: dict[str, Any]) -> None: ...  # the run's resolved config, before any row
+    def steps(self, first_step: int, losses: list[float]) -> None: ...
+    def row(self, kind: str, values: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+class MetricsWriter:
+    """Appends rows; flushed at every tick and epoch, so a kill -9 loses nothing written.
+    Each row, once flushed, goes to `copy` too."""
+
+    def __init__(self, path: Path, copy: Copy | None = None):
+        self.path, self.copy = path, copy
         new = not path.exists() or path.stat().st_size == 0
         self._file = open(path, "a", newline="", encoding="utf-8")
         self._csv = csv.writer(self._file, lineterminator="\n")
@@ -157,10 +167,14 @@ class MetricsWriter:
             time = f"{seconds:.3f}" if i == last else ""
             self._csv.writerow(("step", epoch, first_step + i, repr(loss), "", "", "", time, "", "", ""))
         self.flush()
+        if self.copy:
+            self.copy.steps(first_step, losses)
 
     def row(self, kind: str, **values: Any) -> None:
         self._csv.writerow([kind, *(_text(values.get(c)) for c in COLUMNS[1:])])
         self.flush()
+        if self.copy:
+            self.copy.row(kind, values)
 
     def flush(self) -> None:
         try:
@@ -169,6 +183,8 @@ class MetricsWriter:
             raise as_disk_full(err, self.path) from None
 
     def close(self) -> None:
+        if self.copy:
+            self.copy.close()
         try:
             self._file.close()
         except OSError:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fmnist_tui import paths
 from fmnist_tui.config import RunConfig, with_overrides
+from fmnist_tui.engine import tensorboard
 from fmnist_tui.engine.events import LogLine, RunEnded, Sink
 from fmnist_tui.engine.logs import route_logs
 from fmnist_tui.engine.segment import Segment, begin, open_new, open_resume
@@ -94,7 +95,8 @@ def _run_segment(seg: Segment, sink: Sink, stop_event: threading.Event, cpu_thre
             carried = begin(seg)
             if carried is not None and carried.problem:
                 log.warning(carried.problem)
-            metrics = MetricsWriter(seg.run_dir.path / METRICS)
+            copy = tensorboard.open_copy(seg.run_dir.path, seg.step if seg.resumed else None)
+            metrics = MetricsWriter(seg.run_dir.path / METRICS, copy)
             try:
                 end = _train(seg, sink, stop_event, metrics, carried, callbacks)
             finally:
@@ -185,6 +187,8 @@ def _train(seg: Segment, sink, stop_event, metrics: MetricsWriter, carried, call
         # elsewhere needs the same input scaling.
         config = with_overrides(config, {"norm_mean": data.mean, "norm_std": data.std}, "normalisation")
         run_dir.write_config(config, seg.history)
+    if metrics.copy:
+        metrics.copy.config(config.model_dump())
     pl.seed_everything(config.seed, verbose=False)
     module = Classifier(config.model_dump())
     checkpoints = RunCheckpoints(run_dir.checkpoints, seg.forget_best)
