@@ -12,7 +12,7 @@ import tomllib
 from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
-from fmnist_tui.format import CONTROL
+from fmnist_tui.format import CONTROL, printable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 FASHION_TRAIN_SIZE = 60_000
@@ -158,6 +158,37 @@ class RunConfig(BaseModel):
 
 
 FIELDS = tuple(RunConfig.model_fields)
+
+
+# Options that only some choices use: key -> (the option that decides, the values it applies to).
+# The form disables the others and says why; the help texts say the same ("mlp only: ...").
+APPLIES_WHEN: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "final_relu": ("model", ("tutorial_mlp",)),
+    "hidden": ("model", ("mlp",)),
+    "width": ("model", ("cnn", "resnet")),
+    "dropout": ("model", ("mlp", "cnn", "resnet")),
+    "momentum": ("optimizer", ("sgd",)),
+    "nesterov": ("optimizer", ("sgd",)),
+    "data_dir": ("dataset", ("fashion-mnist",)),
+    "synthetic_size": ("dataset", ("synthetic",)),
+    "norm_mean": ("normalize", (True,)),
+    "norm_std": ("normalize", (True,)),
+}
+
+
+def not_applicable(values: dict[str, Any]) -> dict[str, str]:
+    """Options the other values leave unused, with why: {"hidden": "only with model = mlp; model is cnn"}."""
+    out = {}
+    for key, (decider, used_with) in APPLIES_WHEN.items():
+        value = values.get(decider)
+        if value not in used_with:
+            wanted = " or ".join(_plain(v) for v in used_with)
+            out[key] = f"only with {decider} = {wanted}; {decider} is {_plain(value)}"
+    return out
+
+
+def _plain(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else printable(value)
 
 
 def field_help(key: str) -> str:

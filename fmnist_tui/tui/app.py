@@ -19,6 +19,7 @@ from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState
 
 from fmnist_tui.config import ConfigError, RunConfig, check, describe
@@ -43,6 +44,8 @@ class FmnistApp(App):
     TITLE = "fmnist-tui"
     MODES = {"setup": SetupScreen, "run": RunScreen, "runs": RunsScreen}
     DEFAULT_MODE = "setup"
+    # Screens get -narrow below 80 columns (app.tcss shortens what they show there).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-normal")]
     BINDINGS = [
         Binding("f2", "switch_mode('setup')", "Setup", priority=True),
         Binding("f3", "switch_mode('run')", "Live", priority=True),
@@ -156,6 +159,8 @@ class FmnistApp(App):
             freeze_heap()  # torch and Lightning were imported for this run: ~340k more objects
         elif isinstance(event, RunEnded) and state.ended is None:
             state.ended = event
+            if event.error:  # the whole text in the Log tab too, however small the result box is
+                state.add_log(LogLine("ERROR", "fmnist_tui", f"run {event.status}: {event.error}"))
             self._announce(event)
         state.version += 1
 
@@ -165,7 +170,10 @@ class FmnistApp(App):
         elif end.status in ("stopped", "interrupted"):
             self.notify("Checkpoint kept; the run folder has everything so far.", title=f"Run {end.status}", timeout=6)
         else:
-            self.notify(end.error or end.status, title=f"Run {end.status}", severity="error", timeout=10)
+            # The whole message is in the live view's result box and Log tab; the toast only points there.
+            error = end.error or end.status
+            short = error if len(error) <= 90 else error[:89].rstrip() + "…"
+            self.notify(short, title=f"Run {end.status}", severity="error", timeout=10, markup=False)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self._worker or event.state in (WorkerState.PENDING, WorkerState.RUNNING):
@@ -180,6 +188,12 @@ class FmnistApp(App):
         self.refresh_bindings()
         if self._quit_when_done:
             self.exit(return_code=self._exit_code)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        # f2/f3/f4 under a dialog would leave the dialog open on the screen left behind.
+        if action == "switch_mode" and isinstance(self.screen, ModalScreen):
+            return False
+        return True
 
     # -- quitting ---------------------------------------------------------------------
     async def action_quit(self) -> None:

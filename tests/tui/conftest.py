@@ -100,3 +100,13 @@ def wait():
 @pytest.fixture
 def make_preset():
     return write_preset
+
+
+def _screen_text(app) -> str:
+    """What the terminal shows now, as plain text: one line per row."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+@pytest.fixture
+def screen_text():
+    return _screen_text

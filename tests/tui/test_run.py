@@ -43,14 +43,16 @@ async def test_run_updates_live_then_finishes_and_is_listed(presets_dir, tmp_pat
         assert state.progress.step == state.progress.total_steps
         text = result(app)
         assert "finished" in text and "test acc" in text and str(runs) in text
-        assert app.screen.query_one("#stop", Button).disabled
+        assert not app.screen.query_one("#stop", Button).display  # nothing to stop: no button, no footer key
+        assert "stop" not in {b.binding.action for b in app.screen.active_bindings.values()}
 
         # the runs screen lists it; opening it shows config, curves and epochs
         await pilot.press("f4")
         await wait(pilot, lambda: isinstance(app.screen, RunsScreen))
         listing = app.screen.query_one("#runs-table")
         assert listing.row_count == 1
-        assert "finished" in str(listing.get_row_at(0)[2])
+        assert "finished" in str(listing.get_row_at(0)[1])
+        assert str(listing.get_row_at(0)[0]) == next(runs.iterdir()).name  # the name --resume takes
         await pilot.press("enter")
         await wait(pilot, lambda: isinstance(app.screen, RunDetailScreen))
         detail = app.screen
@@ -171,12 +173,67 @@ async def test_text_from_run_files_is_escaped_in_the_runs_table_and_detail(prese
         await pilot.press("f4")
         await wait(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one("#runs-table").row_count == 1)
         cells = [str(c) for c in app.screen.query_one("#runs-table").get_row_at(0)]
-        assert "evil\\x1b[2J" in cells and not any("\x1b" in c or "\x07" in c for c in cells)
+        assert "20260101-000000-x\\x1b[2J" in cells and not any("\x1b" in c or "\x07" in c for c in cells)
         await pilot.press("enter")
         await wait(pilot, lambda: isinstance(app.screen, RunDetailScreen))
         text = str(app.screen.query_one("#detail-summary", Static).render())
-        assert "boom \\x1b[2J" in text and "(best\\x1b[2J.ckpt, epoch 3)" in text and "\x1b" not in text
+        assert "evil\\x1b[2J" in text and "boom \\x1b[2J" in text and "(best\\x1b[2J.ckpt, epoch 3)" in text and "\x1b" not in text
         assert "test loss -" in text and "last weights: test acc -" in text  # not numbers: shown as "-"
         config = app.screen.query_one("#detail-config")
         values = [str(v) for i in range(config.row_count) for v in config.get_row_at(i)]
         assert values and not any("\x1b" in v for v in values)
+
+
+async def test_the_live_view_with_no_run_offers_nothing_to_stop(presets_dir, wait, screen_text):
+    app = make_app(device="CPU", presets_dirs=[presets_dir])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f3")
+        await wait(pilot, lambda: isinstance(app.screen, RunScreen))
+        await pilot.pause()
+        assert not app.screen.query_one("#stop", Button).display
+        assert "stop" not in {b.binding.action for b in app.screen.active_bindings.values()}
+        screen = screen_text(app)
+        assert "No run yet" in screen and "waiting for the first step" not in screen and "Stop" not in screen
+
+
+async def test_a_dialog_stays_on_its_screen_until_answered(presets_dir, tmp_path, wait, keys):
+    app = make_app(device="CPU", presets_dirs=[presets_dir], runs_dir=str(tmp_path / "r"), preset="long", start=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait(pilot, lambda: app.state.progress is not None, timeout=60)
+        await keys(pilot, "q")
+        await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await keys(pilot, "f4", "f2", "f3")  # no other screen while the question is open
+        assert isinstance(app.screen, ConfirmScreen) and app.current_mode == "run"
+        await keys(pilot, "n")
+        await keys(pilot, "f4")
+        await wait(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await keys(pilot, "q")
+        await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert len([s for s in app.screen_stack if isinstance(s, ConfirmScreen)]) == 1
+        await keys(pilot, "n")
+        await keys(pilot, "f3")
+        await wait(pilot, lambda: isinstance(app.screen, RunScreen))  # no dialog left behind on the live view
+        app.stop_run()
+        await wait(pilot, lambda: not app.run_in_progress, timeout=30)
+
+
+async def test_a_long_failure_is_readable_whole_at_80x24(presets_dir, tmp_path, wait, monkeypatch, screen_text):
+    from fmnist_tui.engine.idx import DataError
+
+    words = " ".join(f"word{i}" for i in range(60))
+    message = f"Fashion-MNIST is not here ({words}). Copy the four IDX files into the folder: the how-to-fix sentence."
+
+    def missing(self):
+        raise DataError(message)
+
+    monkeypatch.setattr("fmnist_tui.engine.data.FashionData.load", missing)
+    app = make_app(device="CPU", presets_dirs=[presets_dir], runs_dir=str(tmp_path / "r"), preset="tiny", start=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait(pilot, lambda: app.state.ended is not None and not app.run_in_progress, timeout=30)
+        await pilot.pause(0.3)
+        app.clear_notifications()
+        await pilot.pause()
+        box = app.screen.query_one("#result-box")
+        assert box.max_scroll_y == 0, "the whole message fits on the screen"
+        assert "the how-to-fix sentence" in result(app) and "how-to-fix" in screen_text(app)
+        assert any("how-to-fix sentence" in line.text for line in app.state.logs)  # and in the Log tab

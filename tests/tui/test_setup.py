@@ -94,6 +94,45 @@ async def test_save_preset_refuses_existing_name(presets_dir, private_folders, w
         assert "tiny7" in app.presets.presets
 
 
+async def test_save_preset_dialog_shows_the_whole_folder(presets_dir, private_folders, monkeypatch, wait):
+    deep = private_folders / "a-rather-long-home-folder-name" / ".local" / "share" / "fmnist-tui" / "presets"
+    monkeypatch.setattr("fmnist_tui.paths.user_presets_dir", lambda: deep)
+    app = make_app(device="CPU (2 cores)", presets_dirs=[presets_dir], preset="tiny")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+s")
+        await wait(pilot, lambda: isinstance(app.screen, PresetNameScreen))
+        await pilot.pause()
+        label, dialog = app.screen.query_one(".dialog-text"), app.screen.query_one(".dialog")
+        assert dialog.content_region.contains_region(label.region), "drawn inside the dialog, not cut by it"
+        drawn = "".join(strip.text for strip in label.render_lines(label.content_region.reset_offset))
+        assert str(deep) in drawn.replace(" ", ""), drawn  # wrapped onto its own lines
+
+
+async def test_options_the_model_does_not_use_are_greyed_out_with_the_reason(presets_dir):
+    app = make_app(device="CPU", presets_dirs=[presets_dir], preset="tiny")  # model mlp, optimiser adam
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = app.screen.query_one(ConfigForm)
+
+        def unused(key: str) -> str:
+            row = form.query_one(f"#row-{key}", FieldRow)
+            text = str(row.query_one(".field-unused", Static).render())
+            return text if row.has_class("-unused") and form.control(key).disabled else ""
+
+        assert unused("final_relu") == "not used: only with model = tutorial_mlp; model is mlp"
+        assert unused("width").startswith("not used: only with model = cnn or resnet")
+        assert unused("momentum") and unused("data_dir") and not unused("hidden") and not unused("synthetic_size")
+        form.control("model").value = "cnn"
+        await pilot.pause()
+        assert unused("hidden") == "not used: only with model = mlp; model is cnn" and not unused("width")
+        form.control("model").value = "tutorial_mlp"
+        await pilot.pause()
+        assert not unused("final_relu") and unused("dropout") and unused("hidden")
+        # A wrong value stays editable, used or not: it must be put right before anything starts.
+        form.set_values({**form.values(), "hidden": 3})
+        await pilot.pause()
+        assert not unused("hidden") and "hidden" in form.errors
+
+
 async def test_preset_errors_are_shown_not_fatal(presets_dir):
     (presets_dir / "broken.toml").write_text('name = "broken"\ndescription = "x"\nlr = -1\n')
     app = make_app(device="CPU (2 cores)", presets_dirs=[presets_dir])
@@ -202,6 +241,8 @@ async def test_text_that_is_not_utf8_is_reported_not_a_crash(presets_dir, keys):
     app = make_app(device="CPU", presets_dirs=[presets_dir], preset="tiny")
     async with app.run_test(size=(80, 24)) as pilot:
         form = app.screen.query_one(ConfigForm)
+        form.control("dataset").value = "fashion-mnist"  # data_dir is greyed out for synthetic data
+        await pilot.pause()
         for key in ("name", "description", "data_dir"):
             field = form.control(key)
             field.focus()

@@ -1,4 +1,4 @@
-"""SVG snapshots of each screen at 80x24 and 120x40.
+"""SVG snapshots of each screen at 80x24 and 120x40, the main ones at 60x20 and 40x15 too.
 
 The run screens are driven by a scripted stand-in for the training thread that sends
 fixed events through the real relay, so nothing depends on timing, dates, paths or
@@ -17,8 +17,18 @@ from fmnist_tui.engine.events import EpochEnd, LogLine, RunEnded, RunStarted, St
 from fmnist_tui.tui.app import make_app
 
 SIZES = [(80, 24), (120, 40)]
+SMALL = [(60, 20), (40, 15)]  # below 80x24: Quit and the main action stay in the footer
 RUN_DIR = "/home/me/runs/20250101-120000-demo"
 EPOCHS, SPE = 5, 40
+
+
+DATA_ERROR = (
+    "DataError: Fashion-MNIST is not in /data/fashion-mnist/FashionMNIST/raw and /data/fashion-mnist, and "
+    "downloading it failed (Error downloading train-images-idx3-ubyte.gz: <urlopen error [Errno -2] Name or "
+    "service not known>). Copy the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+    "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, .gz or not) into /data/fashion-mnist, or point --data-dir "
+    "or FMNIST_TUI_DATA_DIR at a folder holding them."
+)
 
 
 def scripted_events(finished: bool) -> list:
@@ -57,8 +67,8 @@ def snap_env(tmp_path, monkeypatch, no_builtin_presets, make_preset):
     return dict(presets_dirs=[presets], device="CPU (2 cores)", data_dir="/data/fashion-mnist", runs_dir="runs")
 
 
-def scripted_app(monkeypatch, env: dict, finished: bool):
-    events = scripted_events(finished)
+def scripted_app(monkeypatch, env: dict, finished: bool, events: list | None = None):
+    events = scripted_events(finished) if events is None else events
 
     def fake_run(host):  # runs in the worker thread, like RunHost.run
         for event in events:
@@ -89,7 +99,7 @@ def settled(finished: bool):
     return run_before
 
 
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("size", SIZES + SMALL, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_setup_screen(snap_compare, snap_env, size):
     assert snap_compare(make_app(preset="demo", **snap_env), terminal_size=size)
 
@@ -99,13 +109,16 @@ def test_setup_screen_with_errors(snap_compare, snap_env):
         pilot.app.screen.query_one("#field-epochs").value = "0"
         lr = pilot.app.screen.query_one("#field-lr")
         lr.value = "fast"
-        lr.focus()  # scrolls the form to it
+        lr.focus(scroll_visible=False)
+        await pilot.pause()
+        # Scrolled at once, not animated: an animation still running under load would change the picture.
+        pilot.app.screen.query_one("#form").scroll_to_widget(pilot.app.screen.query_one("#row-lr"), animate=False)
         await pilot.pause(0.3)
 
     assert snap_compare(make_app(preset="demo", **snap_env), run_before=bad_values)
 
 
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("size", SIZES + SMALL, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_run_in_progress(snap_compare, snap_env, monkeypatch, size):
     app = scripted_app(monkeypatch, snap_env, finished=False)
     assert snap_compare(app, terminal_size=size, run_before=settled(False))
@@ -115,6 +128,27 @@ def test_run_in_progress(snap_compare, snap_env, monkeypatch, size):
 def test_run_finished(snap_compare, snap_env, monkeypatch, size):
     app = scripted_app(monkeypatch, snap_env, finished=True)
     assert snap_compare(app, terminal_size=size, run_before=settled(True))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_run_failed_shows_the_whole_message(snap_compare, snap_env, monkeypatch, size):
+    events = [RunEnded("failed", "runs/20250101-120000-demo", 0.0, error=DATA_ERROR)]
+    app = scripted_app(monkeypatch, snap_env, finished=True, events=events)
+
+    async def ended(pilot) -> None:
+        for _ in range(100):
+            if pilot.app.state.ended is not None and not pilot.app.run_in_progress:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=ended)
+
+
+def test_live_view_with_no_run(snap_compare, snap_env):
+    assert snap_compare(make_app(preset="demo", **snap_env), press=["f3"])
 
 
 def test_run_epochs_tab(snap_compare, snap_env, monkeypatch):

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
 from fmnist_tui.metrics import read_metrics
 from fmnist_tui.runs import RunInfo
@@ -14,6 +14,7 @@ from fmnist_tui.tui.epochs import EpochRow
 from fmnist_tui.format import clock, date, epoch_number, num, pct, printable
 from fmnist_tui.tui.widgets.charts import MetricsChart
 from fmnist_tui.tui.widgets.epoch_table import EpochTable
+from fmnist_tui.tui.widgets.footer import AppFooter
 
 
 def weights_label(info: RunInfo, prefix: str = "") -> str:
@@ -61,7 +62,7 @@ class RunDetailScreen(Screen):
                 yield EpochTable(id="detail-epochs")
             with TabPane("Config", id="tab-config"):
                 yield DataTable(id="detail-config", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         steps, epochs = read_metrics(self.info.path)

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Static
 
 from fmnist_tui import paths
 
@@ -64,7 +64,8 @@ class PresetNameScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"Save as a new preset in {paths.user_presets_dir()}", classes="dialog-text")
+            # Static wraps a long folder name inside the dialog; a Label would run past its edge.
+            yield Static(f"Save as a new preset in\n{paths.user_presets_dir()}", classes="dialog-text", markup=False)
             yield Input(self._suggestion(), id="preset-name", placeholder="preset name")
             yield Static("", id="name-error", markup=False)
             with Horizontal(classes="dialog-buttons"):

@@ -12,9 +12,9 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, RichLog, Static, TabbedContent, TabPane
+from textual.widgets import Button, Header, RichLog, Static, TabbedContent, TabPane
 
 from fmnist_tui.engine.events import LogLine, RunEnded
 from fmnist_tui.tui.epochs import EpochRow
@@ -23,6 +23,7 @@ from fmnist_tui.tui.state import RunState
 from fmnist_tui.tui.widgets.charts import MetricsChart
 from fmnist_tui.tui.widgets.epoch_table import EpochTable
 from fmnist_tui.tui.widgets.progress import RunProgress
+from fmnist_tui.tui.widgets.footer import AppFooter
 
 REFRESH_S = 1 / 4  # progress text: 4 times a second is smooth enough, and cheap on a slow link
 LOG_PANE_LINES = 1_000
@@ -83,7 +84,7 @@ class RunScreen(Screen):
         yield Header()
         with Horizontal(id="run-head"):
             yield Static("", id="run-title", markup=False)
-            yield Button("Stop (s)", id="stop", variant="error", compact=True, disabled=True)
+            yield Button("Stop (s)", id="stop", variant="error", compact=True)
         yield RunProgress(id="progress")
         with TabbedContent(id="run-tabs"):
             with TabPane("Chart", id="tab-chart"):
@@ -94,8 +95,9 @@ class RunScreen(Screen):
                 # 1,000 lines: each is ~20 objects (Textual strips and their caches) that every full
                 # garbage collection walks; 5,000 made those pauses 150 ms under a flood of log lines.
                 yield RichLog(id="log", wrap=True, max_lines=LOG_PANE_LINES)
-        yield Static("", id="result")
-        yield Footer()
+        with VerticalScroll(id="result-box"):  # focusable: the keys scroll a message too long for the screen
+            yield Static("", id="result")
+        yield AppFooter()
 
     def on_mount(self) -> None:
         self.set_interval(REFRESH_S, self.sync)
@@ -117,7 +119,7 @@ class RunScreen(Screen):
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "stop":
-            return True if self.app.run_in_progress else None  # shown greyed out when idle
+            return self.app.run_in_progress  # no run, nothing to stop: not in the footer at all
         return True
 
     def sync(self, force: bool = False) -> None:
@@ -145,11 +147,11 @@ class RunScreen(Screen):
         running = self.app.run_in_progress
         if running != self._was_running:  # the footer recomposes on every refresh: only on change
             self._was_running = running
-            self.query_one("#stop", Button).disabled = not running
+            self.query_one("#stop", Button).display = running
             self.refresh_bindings()
         # Static.update asks for a layout pass of the screen: only when the text changes.
         self._update_if_changed("#run-title", self._title(state))
-        self.query_one(RunProgress).show(state.started, state.progress, done=state.ended is not None)
+        self.query_one(RunProgress).show(state.started, state.progress, done=state.ended is not None or state.config is None)
         table = self.query_one(EpochTable)
         for event in state.epochs[self._epochs_shown :]:
             table.add_epoch(EpochRow.of(event))
@@ -159,10 +161,10 @@ class RunScreen(Screen):
         for line in state.new_logs(self._logs_seen):
             log.write(log_text(line))
         self._logs_seen = state.logs_total
-        result = self.query_one("#result", Static)
+        box = self.query_one("#result-box")
         self._update_if_changed("#result", result_text(state.ended) if state.ended else "")
-        result.set_class(state.ended is not None, "-shown")
-        result.set_class(state.ended is not None and state.ended.status != "finished", "-bad")
+        box.set_class(state.ended is not None, "-shown")
+        box.set_class(state.ended is not None and state.ended.status != "finished", "-bad")
 
     def _update_if_changed(self, selector: str, text) -> None:
         if self._shown.get(selector) != text:

@@ -10,12 +10,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from fmnist_tui import paths
 from fmnist_tui.runs import RunInfo, RunStore
-from fmnist_tui.format import clock, date, number, pct
+from fmnist_tui.format import clock, number, pct, printable
 from fmnist_tui.tui.screens.detail import RunDetailScreen
+from fmnist_tui.tui.widgets.footer import AppFooter
 
 STATUS_STYLE = {
     "finished": "green", "stopped": "yellow", "running": "cyan", "failed": "red",
@@ -28,22 +29,24 @@ def status_text(status: str) -> Text:
 
 
 def row_of(r: RunInfo) -> tuple:
+    # The folder's name is the run's name: what `run --resume` takes, and it carries date and preset.
     return (
-        date(r.started), r.preset, r.status, pct(number(r.get("best_val_acc"))),
+        printable(r.path.name), r.status, pct(number(r.get("best_val_acc"))),
         pct(number(r.get("test_acc"))), clock(number(r.get("duration_s"))),
     )  # fmt: skip
 
 
 def cells(row: tuple) -> tuple:
-    started, preset, status, best, test, took = row
+    name, status, best, test, took = row
     right = [Text(v, justify="right") for v in (best, test, took)]
-    return (Text(started), Text(preset), status_text(status), *right)
+    return (Text(name), status_text(status), *right)
 
 
 class RunsScreen(Screen):
     TITLE = "fmnist-tui"
     SUB_TITLE = "runs"
-    BINDINGS = [Binding("o", "open", "Open"), Binding("r", "reload", "Refresh"), Binding("q", "app.quit", "Quit")]  # enter opens too
+    # Main action, then Quit: what stays in view when a narrow terminal cuts the footer. Enter opens too.
+    BINDINGS = [Binding("o", "open", "Open"), Binding("q", "app.quit", "Quit"), Binding("r", "reload", "Refresh")]
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,12 +59,11 @@ class RunsScreen(Screen):
         yield Header()
         yield Static("", id="runs-folder", markup=False)
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_column("Date", key="date")
-        table.add_column("Preset", key="preset")
+        table.add_column("Run", key="run")
         table.add_column("Status", key="status")
         table.add_column("Best val", key="best")
         table.add_column("Test acc", key="test")

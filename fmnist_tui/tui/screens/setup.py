@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, OptionList, Static
+from textual.widgets import Button, Header, OptionList, Static
 
 from fmnist_tui import paths
 from fmnist_tui.config import ConfigError, make_config
@@ -16,6 +16,7 @@ from fmnist_tui.tui.relay import DeviceFound
 from fmnist_tui.tui.screens.modals import ConfirmScreen, PresetNameScreen
 from fmnist_tui.tui.widgets.form import ConfigForm
 from fmnist_tui.tui.widgets.preset_list import PresetList
+from fmnist_tui.tui.widgets.footer import NARROW, AppFooter
 
 
 class SetupScreen(Screen):
@@ -23,7 +24,7 @@ class SetupScreen(Screen):
     SUB_TITLE = "set up a run"
     BINDINGS = [
         Binding("ctrl+r", "start", "Start", priority=True),
-        Binding("ctrl+s", "save", "Save preset", priority=True),
+        Binding("ctrl+s", "save", "Save", tooltip="Save the form as a new preset", priority=True),
         Binding("ctrl+q", "app.quit", "Quit", priority=True),  # q types into the fields here
     ]
 
@@ -38,7 +39,10 @@ class SetupScreen(Screen):
                     yield Static("", id="form-status", markup=False)
                     yield Button("Save preset", id="save", compact=True)
                     yield Button("Start ▶", id="start", variant="success", compact=True)
-        yield Footer()
+        yield AppFooter()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.query_one("#save", Button).label = "Save" if event.size.width < NARROW else "Save preset"
 
     def on_mount(self) -> None:
         self.query_one(PresetList).show(self.app.presets, self.app.initial_preset)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from typing import Iterable, Sequence
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from fmnist_tui.tui.epochs import EpochRow
@@ -41,9 +43,20 @@ class MetricsChart(Horizontal):
     canvas each time (several ms), and the accuracy plot changes once an epoch, not once a
     second like the loss plot."""
 
+    DEFAULT_CSS = """
+    MetricsChart > #chart-too-small { display: none; width: 1fr; color: $text-muted; padding: 0 1; }
+    MetricsChart.-too-small > PlotextPlot { display: none; }
+    MetricsChart.-too-small > #chart-too-small { display: block; }
+    """
+    MIN_HEIGHT = 7  # title, 4 rows of plot, ticks, label: less draws only axis labels over each other
+
     def compose(self) -> ComposeResult:
         yield PlotextPlot(id="loss-plot")
         yield PlotextPlot(id="acc-plot")
+        yield Static("Too small for the charts: a taller terminal shows them.", id="chart-too-small")
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.height < self.MIN_HEIGHT, "-too-small")
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from fmnist_tui.config import RunConfig, check, is_utf8
+from fmnist_tui.config import RunConfig, check, is_utf8, not_applicable
 from fmnist_tui.tui.fields import FieldSpec, from_text, sections, to_text
 
 
@@ -47,6 +47,7 @@ class FieldRow(Vertical):
         super().__init__(id=f"row-{field.key}", classes="field-row")
         self.field = field
         self.placeholder = placeholder
+        self._reason: str | None = None
 
     def compose(self) -> ComposeResult:
         f = self.field
@@ -62,11 +63,21 @@ class FieldRow(Vertical):
             else:
                 yield TextField(to_text(f.default), placeholder=self.placeholder, compact=True, id=f"field-{f.key}")
         yield Static(f.help, classes="field-help", markup=False)
+        yield Static("", classes="field-unused", markup=False)
         yield Static("", classes="field-error", markup=False)
 
     def set_error(self, message: str | None) -> None:
         self.set_class(bool(message), "-invalid")
         self.query_one(".field-error", Static).update(f"✖ {message}" if message else "")
+
+    def set_unused(self, reason: str | None) -> None:
+        """Greyed out, with why, while other values leave this option unused (config.APPLIES_WHEN)."""
+        if self.has_class("-unused") == bool(reason) and (not reason or self._reason == reason):
+            return
+        self._reason = reason
+        self.set_class(bool(reason), "-unused")
+        self.query_one(f"#field-{self.field.key}").disabled = bool(reason)
+        self.query_one(".field-unused", Static).update(f"not used: {reason}" if reason else "")
 
 
 class ConfigForm(VerticalScroll):
@@ -135,9 +146,14 @@ class ConfigForm(VerticalScroll):
         self.check()
 
     def check(self) -> RunConfig | None:
-        self.config, self.errors = check(self.values())
+        values = self.values()
+        self.config, self.errors = check(values)
+        unused = not_applicable(values)
         for key in self.specs:
-            self.query_one(f"#row-{key}", FieldRow).set_error(self.errors.get(key))
+            row = self.query_one(f"#row-{key}", FieldRow)
+            row.set_error(self.errors.get(key))
+            # A wrong value stays editable, used or not: it has to be put right to start.
+            row.set_unused(None if key in self.errors else unused.get(key))
         self.post_message(self.Validated(self.config, self.errors))
         return self.config
 

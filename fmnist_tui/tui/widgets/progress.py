@@ -9,9 +9,9 @@ from textual.widget import Widget
 from fmnist_tui.engine.events import RunStarted, StepProgress
 from fmnist_tui.format import clock, num, rate
 
-LABEL_W = 15  # "Epoch 123/146" and a gap
 TEXT_W = 36  # the same on both lines, so the bars line up
 PCT_W = 6  # " 100%" and a gap
+NARROW = 64  # below this the bar gives way to the figures, and the percentage goes
 
 
 def bar(fraction: float, width: int, done: Style, back: Style) -> Text:
@@ -36,6 +36,8 @@ class RunProgress(Widget):
     DEFAULT_CSS = """
     RunProgress {
         height: 2;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
         & > .run-progress--bar { color: $primary; background: $surface; }
         & > .run-progress--complete { color: $success; background: $surface; }
     }
@@ -70,19 +72,22 @@ class RunProgress(Widget):
 
     def render(self) -> Text:
         width = max(1, self.size.width)
-        bar_w = max(4, width - LABEL_W - PCT_W - TEXT_W)
+        label_w = max(len(label) for label, _, _ in self._lines) + 1  # "Epoch 12/146 ": both bars start together
+        pct_w = PCT_W if width >= NARROW else 0
+        bar_w = max(4, width - label_w - pct_w - TEXT_W)
         out = Text(no_wrap=True, overflow="ellipsis", end="")
         for i, (label, fraction, detail) in enumerate(self._lines):
             if i:
                 out.append("\n")
-            out.append(f"{label:<{LABEL_W - 1}.{LABEL_W - 1}} ")
+            out.append(f"{label:<{label_w}}")
             if fraction is None:
-                out.append(" " * (bar_w + PCT_W))
+                out.append(" " * (bar_w + pct_w))
             else:
                 style = self.get_component_rich_style(
                     "run-progress--complete" if fraction >= 1 else "run-progress--bar", partial=True
                 )
                 out.append_text(bar(fraction, bar_w, Style(color=style.color), Style(color=style.bgcolor)))
-                out.append(f"{int(fraction * 100):>5}%")
+                if pct_w:
+                    out.append(f"{int(fraction * 100):>5}%")
             out.append(f" {detail}")
         return out
