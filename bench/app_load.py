@@ -67,9 +67,11 @@ def flood(relay: Relay, stop: threading.Event, counts: dict, rate: float, second
 def write_runs(root: Path, count: int) -> None:
     """`count` finished runs, written with plain file writes (the engine's writer fsyncs: too slow for this)."""
     config = tomli_w.dumps(to_dict(RunConfig(description="load test", epochs=3)))  # every key, as the engine writes
-    metrics = "kind,epoch,step,train_loss,val_loss,val_acc,lr,seconds,test_loss,test_acc,weights\n" + "".join(
-        f"step,0,{s},0.5,,,,,,,\n" for s in range(1, 200)
-    ) + "epoch,0,200,0.5,0.4,0.85,0.001,1.0,,,\n"
+    metrics = (
+        "kind,epoch,step,train_loss,val_loss,val_acc,lr,seconds,test_loss,test_acc,weights\n"
+        + "".join(f"step,0,{s},0.5,,,,,,,\n" for s in range(1, 200))
+        + "epoch,0,200,0.5,0.4,0.85,0.001,1.0,,,\n"
+    )
     for i in range(count):
         folder = root / f"2025{i // 1000 + 1:02d}{i % 28 + 1:02d}-{i // 28 % 24:02d}{i % 60:02d}00-run{i:04d}"
         folder.mkdir(parents=True)
@@ -121,7 +123,7 @@ async def keypresses_under_flood(rate: float, seconds: float, presses: int = 10)
                 key.set_sender(app)
                 started = time.perf_counter()
                 app._driver.send_message(key)
-                await until(lambda: tabs.active != before, 30)
+                await until(lambda before=before: tabs.active != before, 30)
                 latencies.append(time.perf_counter() - started)
                 await sample(0.5)
             while thread.is_alive():
@@ -151,7 +153,7 @@ async def listing(count: int) -> dict:
                 if key == "f4":
                     await until(lambda: isinstance(app.screen, RunsScreen), 10)
                     table = app.screen.query_one("#runs-table")
-                    await until(lambda: table.row_count == count, 30)
+                    await until(lambda table=table: table.row_count == count, 30)
                     times.append(time.perf_counter() - started)
     return {"list_ms_first": 1000 * times[0], "list_ms_again": 1000 * times[1]}
 

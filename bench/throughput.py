@@ -24,6 +24,7 @@ import math
 import os
 import threading
 import time
+from itertools import pairwise
 from statistics import median
 
 import torch
@@ -155,7 +156,7 @@ def engine_rate(events) -> float:
     skip = max(0, min(2, len(first_epoch) - 2))
     ticks = ticks[skip:]
     steps = seconds = 0.0
-    for a, b in zip(ticks, ticks[1:]):
+    for a, b in pairwise(ticks):
         if a.epoch == b.epoch:
             steps, seconds = steps + b.step - a.step, seconds + b.elapsed_s - a.elapsed_s
     return steps * BENCH_BS[0] / seconds
@@ -234,7 +235,7 @@ def engine_app(args, steps: int, runs_dir: str) -> float | None:
 def paired(a: list[float], b: list[float]) -> float:
     """The median over rounds of a/b, each ratio from one round: drift between rounds
     (clocks, a noisy neighbour) moves both sides of a ratio together and cancels."""
-    return median([x / y for x, y in zip(a, b)])
+    return median([x / y for x, y in zip(a, b, strict=True)])
 
 
 def main() -> None:
@@ -286,7 +287,9 @@ def report(args, steps: int, runs: dict[str, list[float]]) -> None:
         print(f"app_vs_headless_all_cores={paired(runs['engine_app'], runs['engine']):.3f}")
     if "engine" in runs and "device_plain" in runs:
         # What the engine (Lightning, progress, stop checks) adds to each step over the plain loop.
-        extra = median([(1 / e - 1 / d) * args.batch_size * 1e3 for e, d in zip(runs["engine"], runs["device_plain"])])
+        extra = median(
+            [(1 / e - 1 / d) * args.batch_size * 1e3 for e, d in zip(runs["engine"], runs["device_plain"], strict=True)]
+        )
         print(f"engine_overhead_ms_per_step={extra:.3f}")
     if "quickstart_plain" in runs and "engine" in runs:
         print(f"engine_vs_quickstart_plain_ratio={paired(runs['engine'], runs['quickstart_plain']):.3f}")

@@ -106,18 +106,30 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--budget-s", type=float, default=None, help="pick epochs to train about this long")
     parser.add_argument("--max-epochs", type=int, default=None, help="cap on the epochs --budget-s picks")
-    parser.add_argument("--variant", action="append", default=[], metavar="'KEY=VALUE ...'",
-                        help="measure each of these on top of --set, in one process (repeatable)")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="'KEY=VALUE ...'",
+        help="measure each of these on top of --set, in one process (repeatable)",
+    )
     parser.add_argument("--json", default=None, help="also write the rows and results here")
     args = parser.parse_args()
     args.runs_dir = args.runs_dir or tempfile.mkdtemp(prefix="fmnist-tta-")
 
     results = [measure(args, variant.split()) for variant in (args.variant or [""])]
     if len(results) > 1:
-        print(f"\n{'variant':<36} {'epochs':>6} {'train_s':>8} {'final':>7} " + " ".join(f"{'t' + str(t):>7}" for t in args.targets))
+        print(
+            f"\n{'variant':<36} {'epochs':>6} {'train_s':>8} {'final':>7} "
+            + " ".join(f"{'t' + str(t):>7}" for t in args.targets)
+        )
         for r in results:
-            times = " ".join(f"{r[f'time_to_{t:g}']:>7.2f}" if r[f"time_to_{t:g}"] else f"{'-':>7}" for t in args.targets)
-            print(f"{r['variant'] or 'as shipped':<36} {r['epochs']:>6} {r['train_s']:>8.2f} {r['final_test_acc']:>7.4f} {times}")
+            times = " ".join(
+                f"{r[f'time_to_{t:g}']:>7.2f}" if r[f"time_to_{t:g}"] else f"{'-':>7}" for t in args.targets
+            )
+            print(
+                f"{r['variant'] or 'as shipped':<36} {r['epochs']:>6} {r['train_s']:>8.2f} {r['final_test_acc']:>7.4f} {times}"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results[0] if len(results) == 1 else results, f, indent=1)

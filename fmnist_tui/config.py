@@ -12,8 +12,9 @@ import tomllib
 from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
-from fmnist_tui.format import CONTROL, printable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fmnist_tui.format import CONTROL, printable
 
 FASHION_TRAIN_SIZE = 60_000
 
@@ -134,7 +135,7 @@ class RunConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _fits_the_data(self) -> "RunConfig":
+    def _fits_the_data(self) -> RunConfig:
         if not self.normalize and (self.norm_mean is not None or self.norm_std is not None):
             raise ValueError("norm_mean: norm_mean and norm_std apply only with normalize = true")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
@@ -239,7 +240,11 @@ def allowed(key: str) -> str:
                 high = f"to {_bound(m.le, whole)}" if low.startswith("from") else f"at most {_bound(m.le, whole)}"
             elif getattr(m, "lt", None) is not None:
                 high = f"below {_bound(m.lt, whole)}"
-        bounds = f"{low} {high}" if low.startswith("from") and high.startswith("to") else ", ".join(b for b in (low, high) if b)
+        bounds = (
+            f"{low} {high}"
+            if low.startswith("from") and high.startswith("to")
+            else ", ".join(b for b in (low, high) if b)
+        )
         text = f"{'a whole number' if whole else 'a number'} {bounds}".strip()
     return f"{text}, or empty" if optional else text
 
@@ -323,7 +328,7 @@ def check(values: dict[str, Any]) -> tuple[RunConfig | None, dict[str, str]]:
         config = RunConfig.model_validate(clean)
     except ValidationError as err:
         for item in err.errors():
-            key, text = explain(item)
+            key, text = explain(dict(item))
             errors[key] = f"{errors[key]}; {text}" if key in errors else text
         return None, errors
     return (None, errors) if errors else (config, {})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 # Control and bidirectional-override characters: on a terminal they move the cursor, clear
 # the screen or reorder text. Anything read from a file is shown with them escaped.
@@ -28,7 +28,7 @@ def number(value: Any) -> float | None:
     return result if math.isfinite(result) else None
 
 
-def _number(value) -> bool:
+def _number(value: Any) -> TypeGuard[float]:
     return number(value) is not None
 
 

@@ -25,7 +25,19 @@ from typing import Any, Protocol
 
 from fmnist_tui.files import as_disk_full, free_name, write_atomic
 
-COLUMNS = ("kind", "epoch", "step", "train_loss", "val_loss", "val_acc", "lr", "seconds", "test_loss", "test_acc", "weights")
+COLUMNS = (
+    "kind",
+    "epoch",
+    "step",
+    "train_loss",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "seconds",
+    "test_loss",
+    "test_acc",
+    "weights",
+)
 FILE = "metrics.csv"
 
 
@@ -46,7 +58,7 @@ def _row(fields: list[str]) -> dict[str, str] | None:
     """A line's fields as a row, by position (the header may be damaged; older files lack `weights`)."""
     if not 8 <= len(fields) <= len(COLUMNS) or fields[0] not in ("step", "epoch", "test") or max(map(len, fields)) > 40:
         return None
-    row = dict(zip(COLUMNS, fields + [""] * (len(COLUMNS) - len(fields))))
+    row = dict(zip(COLUMNS, fields + [""] * (len(COLUMNS) - len(fields)), strict=True))
     try:
         if int(row["epoch"]) < 0 or int(row["step"]) < 0:
             return None
@@ -125,7 +137,9 @@ def restart_at(path: Path, step: int, epochs_done: int) -> Carried:
         problems.append(f"{FILE} had damaged, repeated or misplaced rows: the original is kept as {aside.name}")
     missing = step - len(steps)
     if missing:
-        problems.append(f"{FILE} lacks {missing} of the {step} steps the checkpoint holds: their losses are not on record")
+        problems.append(
+            f"{FILE} lacks {missing} of the {step} steps the checkpoint holds: their losses are not on record"
+        )
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
@@ -199,7 +213,7 @@ def best_val_acc(rows: list[dict[str, str]]) -> float | None:
 
 def recorded_seconds(rows: list[dict[str, str]]) -> float:
     """Training time as the record has it: every epoch, the unfinished one so far, the tests."""
-    total, done, partial = 0.0, set(), {}
+    total, done, partial = 0.0, set[int](), dict[int, float]()
     for row in rows:
         seconds, epoch = _float(row["seconds"]) or 0.0, int(row["epoch"])
         if not math.isfinite(seconds) or seconds < 0:

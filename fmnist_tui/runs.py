@@ -27,7 +27,7 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import tomli_w
 
@@ -196,7 +196,7 @@ class RunDir:
         self._lock_file.close()
         self._hold(fd)
 
-    def _lose(self, reason: str) -> None:
+    def _lose(self, reason: str) -> NoReturn:
         self.unlock()
         self.lost = reason
         raise LockLost(reason)
@@ -237,7 +237,9 @@ class RunDir:
     def write_summary(self, **fields: Any) -> dict[str, Any]:
         """Merge `fields` into summary.json; a field given as None (or NaN, or infinite) is removed."""
         summary = {**self.read_summary(), **fields}
-        summary = {k: v for k, v in summary.items() if v is not None and not (isinstance(v, float) and not math.isfinite(v))}
+        summary = {
+            k: v for k, v in summary.items() if v is not None and not (isinstance(v, float) and not math.isfinite(v))
+        }
         write_atomic(self.path / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
         return summary
 

@@ -87,6 +87,6 @@ def test_throughput_report_takes_medians_and_pairs_ratios_within_a_round(capsys)
     assert "median of 3 rounds" in out
     assert "engine_vs_quickstart_plain_ratio=3.000" in out  # median of 3.0, 3.0, 3.1
     assert "app_overhead=0.020" in out  # median of 5%, 0%, 2%
-    line = next(l for l in out.splitlines() if l.startswith("engine "))
+    line = next(ln for ln in out.splitlines() if ln.startswith("engine "))
     assert line.split()[1:3] == ["31", "±48%"]  # the median rate; half the range over the median: 30 / 31 / 2
     assert "engine_overhead_ms_per_step=" in out

@@ -57,11 +57,16 @@ def test_headless_run_prints_epochs_and_a_summary(tmp_path, tiny_preset):
         (["--set", "model=vgg"], "--set: model: unknown value 'vgg'; allowed: one of tutorial_mlp, mlp, cnn, resnet"),
         (["--set", "colour=red"], "--set colour: unknown key"),
         (["--set", "epochs"], "expected KEY=VALUE"),
-        (["--set", "epochs=1000000000"], "--set: epochs: 1000000000 is too big; allowed: a whole number from 1 to 10000"),
+        (
+            ["--set", "epochs=1000000000"],
+            "--set: epochs: 1000000000 is too big; allowed: a whole number from 1 to 10000",
+        ),
         (["--set", "lr=20"], "--set: lr: 20 is too big; allowed: a number above 0, at most 10"),
         (["--set", "batch_size=100000"], "--set: batch_size: 100000 is too big"),
-        (["--set", "dataset=fashion-mnist", "--set", "val_size=5000", "--set", "batch_size=60000"],
-         "batch_size: must be at most 55000"),
+        (
+            ["--set", "dataset=fashion-mnist", "--set", "val_size=5000", "--set", "batch_size=60000"],
+            "batch_size: must be at most 55000",
+        ),
         (["--set", "precision=64"], "--set: precision: unknown value '64'; allowed: one of 32, bf16-mixed, 16-mixed"),
         (["--set", "description=\udcff\udcfe"], "--set: description: not valid UTF-8 text"),  # bytes ff fe
         (["--set", "accelerator=gpu"], "accelerator = gpu needs a GPU, and none is visible here"),
@@ -233,4 +238,6 @@ def test_listings_as_json(tmp_path, tiny_preset):
 
 def test_the_cli_modules_do_not_import_each_other_in_a_circle():
     code = "import sys, fmnist_tui.cli.headless; print('fmnist_tui.cli.main' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout.strip() == "False"
+    )

@@ -18,7 +18,9 @@ def no_network(monkeypatch):
     class Offline:
         def __init__(self, root, train, download):
             calls.append(root)
-            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: <urlopen error [Errno 101] Network is unreachable>")
+            raise RuntimeError(
+                "Error downloading train-images-idx3-ubyte.gz: <urlopen error [Errno 101] Network is unreachable>"
+            )
 
     import torchvision.datasets
 
@@ -131,7 +133,7 @@ def test_augment_keeps_shapes_and_content():
     out = Augment("crop_flip")(x)
     assert out.shape == x.shape
     flipped = Augment("flip")(x)
-    assert all(torch.equal(f, o) or torch.equal(f, o.flip(-1)) for f, o in zip(flipped, x))
+    assert all(torch.equal(f, o) or torch.equal(f, o.flip(-1)) for f, o in zip(flipped, x, strict=True))
 
 
 def test_erasing_blanks_one_rectangle_in_about_half_the_images():

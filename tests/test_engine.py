@@ -126,7 +126,9 @@ def test_nan_loss_ends_as_diverged_keeping_the_last_good_checkpoint(tiny_config,
     [(RuntimeError("boom at step 3"), "RuntimeError: boom at step 3"),
      (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "OutOfMemoryError: CUDA out of memory")],
 )  # fmt: skip
-def test_an_exception_in_training_fails_the_run_and_the_next_run_works(tiny_config, tmp_path, monkeypatch, error, expected):
+def test_an_exception_in_training_fails_the_run_and_the_next_run_works(
+    tiny_config, tmp_path, monkeypatch, error, expected
+):
     real = Classifier.training_step
 
     def broken(self, batch, batch_idx):
@@ -152,7 +154,9 @@ def test_missing_data_fails_before_training_with_the_message(tiny_config, tmp_pa
         raise data.DataError(f"Fashion-MNIST is not in {root}; downloading it failed (offline)")
 
     monkeypatch.setattr(data, "download", offline)
-    config = with_overrides(tiny_config, {"dataset": "fashion-mnist", "val_size": 5000, "data_dir": str(tmp_path / "none")})
+    config = with_overrides(
+        tiny_config, {"dataset": "fashion-mnist", "val_size": 5000, "data_dir": str(tmp_path / "none")}
+    )
     end, events = collect(config, tmp_path)
     assert end.status == "failed" and end.error.startswith("DataError: Fashion-MNIST is not in")
     assert not any(isinstance(e, (RunStarted, StepProgress)) for e in events)

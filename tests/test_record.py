@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,14 @@ from fmnist_tui.runs import RunStore
 from tests.conftest import TINY
 
 # 900 training images in batches of 32: 29 steps an epoch, in groups of 8, 8, 8 and 5.
-RECORD = {**TINY, "synthetic_size": 1000, "epochs": 4, "dropout": 0.2, "augment": "crop_flip_erase", "schedule": "onecycle"}
+RECORD = {
+    **TINY,
+    "synthetic_size": 1000,
+    "epochs": 4,
+    "dropout": 0.2,
+    "augment": "crop_flip_erase",
+    "schedule": "onecycle",
+}
 PER_EPOCH = 29
 
 
@@ -184,8 +192,8 @@ def test_resume_with_more_epochs_fits_the_schedule_without_a_jump(tmp_path, monk
     more = go(None, tmp_path, resume=end.run_dir, overrides={"epochs": 6}, callbacks=[after])
     assert more.status == "finished" and len(after.lrs) == 6 * PER_EPOCH - 41
     assert after.lrs[0] == before  # continuous at the resume...
-    biggest_step = max(abs(a - b) for a, b in zip(first.lrs, first.lrs[1:]))
-    assert max(abs(a - b) for a, b in zip(after.lrs, after.lrs[1:])) <= biggest_step  # ...and no jump after it
+    biggest_step = max(abs(a - b) for a, b in pairwise(first.lrs))
+    assert max(abs(a - b) for a, b in pairwise(after.lrs)) <= biggest_step  # ...and no jump after it
     assert after.lrs[-1] == pytest.approx(RECORD["lr"] / 25 / 1e4)  # one-cycle's last lr, at the new last step
 
 
@@ -244,7 +252,9 @@ def test_resume_records_what_it_changed_and_refuses_other_changes(tmp_path):
     info = RunStore(tmp_path / "runs").info(folder)
     assert info.status == "finished" and info.config == {**config_before, "epochs": 2}
     (entry,) = info.history
-    assert entry["changed"] == {"epochs": [1, 2]} and entry["step"] == PER_EPOCH and entry["status_before"] == "finished"
+    assert (
+        entry["changed"] == {"epochs": [1, 2]} and entry["step"] == PER_EPOCH and entry["status_before"] == "finished"
+    )
 
 
 def test_duration_counts_every_segment_from_the_record(tmp_path, monkeypatch):
@@ -257,5 +267,9 @@ def test_duration_counts_every_segment_from_the_record(tmp_path, monkeypatch):
     assert end.duration_s == pytest.approx(first_epoch + partial, abs=1e-3)
     done = go(None, tmp_path, resume=end.run_dir)
     recorded = sum(float(r["seconds"]) for r in rows(done.run_dir) if r["kind"] in ("epoch", "test"))
-    assert done.duration_s == pytest.approx(recorded, abs=1e-3) and summary(done.run_dir)["duration_s"] == pytest.approx(recorded, abs=1e-3)
-    assert float(rows(done.run_dir, "epoch")[1]["seconds"]) >= partial  # the resumed epoch counts its time before the stop
+    assert done.duration_s == pytest.approx(recorded, abs=1e-3) and summary(done.run_dir)[
+        "duration_s"
+    ] == pytest.approx(recorded, abs=1e-3)
+    assert (
+        float(rows(done.run_dir, "epoch")[1]["seconds"]) >= partial
+    )  # the resumed epoch counts its time before the stop

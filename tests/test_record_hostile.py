@@ -13,7 +13,6 @@ import torch
 
 from fmnist_tui.config import ConfigError, make_config, with_overrides
 from fmnist_tui.engine.module import Classifier
-from fmnist_tui.engine.runner import run
 from fmnist_tui.engine.stop import StopRequest
 from fmnist_tui.files import DiskFull
 from fmnist_tui.metrics import recorded_seconds, restart_at
@@ -40,7 +39,11 @@ def stopped(tmp_path, monkeypatch):
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "writer.lock"}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "writer.lock"
+    }
 
 
 def refused(tmp_path, folder: Path, match: str, **overrides) -> None:
@@ -87,7 +90,9 @@ def test_killed_before_its_first_checkpoint_it_starts_again_and_matches(tmp_path
     (stopped / "checkpoints" / "last.ckpt").unlink()  # as if killed in the first epoch
     for name in ("best.ckpt",):
         (stopped / "checkpoints" / name).unlink(missing_ok=True)
-    kept = [line for line in (stopped / "metrics.csv").read_text().splitlines(keepends=True) if not line.startswith("epoch")]
+    kept = [
+        line for line in (stopped / "metrics.csv").read_text().splitlines(keepends=True) if not line.startswith("epoch")
+    ]
     (stopped / "metrics.csv").write_text("".join(kept))
     RunDir(stopped).write_summary(status="running")
     events = []

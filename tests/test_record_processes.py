@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from fmnist_tui.config import make_config
-from fmnist_tui.metrics import recorded_seconds, read_rows
+from fmnist_tui.metrics import read_rows, recorded_seconds
 from fmnist_tui.runs import RunStore
 from tests.test_cli import ROOT
 from tests.test_record import RECORD, assert_same_record, go, load, rows, summary
@@ -52,7 +52,9 @@ def start(tmp_path, preset, *extra: str) -> tuple[subprocess.Popen, Path]:
     proc = fmnist("run", "--preset", "long", "--presets-dir", str(preset), "--runs-dir", str(tmp_path / "runs"), *extra)
     deadline = time.monotonic() + 60
     while not (folders := run_folders(tmp_path / "runs")):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "no run folder"
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            proc.stderr.read() if proc.poll() else "no run folder"
+        )
         time.sleep(0.02)
     (folder,) = folders
     return proc, folder
@@ -93,10 +95,15 @@ def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_record(tmp_path, p
     s = summary(folder)
     assert s["status"] == "finished" and s["resumed"] == 1
     assert s["duration_s"] == pytest.approx(recorded_seconds(read_rows(folder / "metrics.csv")), abs=2e-3)
-    assert s["duration_s"] > sum(before_kill) + sum(float(r["seconds"]) for r in rows(folder, "epoch")[len(before_kill):]) - 1e-3
+    assert (
+        s["duration_s"]
+        > sum(before_kill) + sum(float(r["seconds"]) for r in rows(folder, "epoch")[len(before_kill) :]) - 1e-3
+    )
 
 
-@pytest.mark.parametrize("sig, status, code", [(signal.SIGTERM, "interrupted", 143)])  # SIGINT, SIGHUP: below, test_faults
+@pytest.mark.parametrize(
+    "sig, status, code", [(signal.SIGTERM, "interrupted", 143)]
+)  # SIGINT, SIGHUP: below, test_faults
 def test_a_signal_keeps_every_step_and_the_resume_matches(tmp_path, preset, reference, sig, status, code):
     proc, folder = start(tmp_path, preset)
     wait_for_step(proc, folder, PER_EPOCH + 30)
@@ -168,7 +175,12 @@ def test_a_closed_stdout_does_not_end_the_run(tmp_path, preset):
 
 def mount_tmpfs(path: Path, size: str) -> bool:
     path.mkdir()
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def test_a_full_disk_is_one_line_and_a_failed_run_with_its_checkpoint_intact(tmp_path, preset):
@@ -238,4 +250,6 @@ def test_listing_into_a_closed_pipe_or_a_full_disk_is_quiet(tmp_path):
     assert closed.stdout.startswith("RUN") and closed.stderr == ""
     full = subprocess.run([sys.executable, "-m", "fmnist_tui", "runs", "--runs-dir", str(runs)], cwd=ROOT, env=ENV,
                           stdout=open("/dev/full", "w"), stderr=subprocess.PIPE, text=True)  # fmt: skip
-    assert full.returncode == 1 and full.stderr == "fmnist-tui: error: cannot write the output: No space left on device\n"
+    assert (
+        full.returncode == 1 and full.stderr == "fmnist-tui: error: cannot write the output: No space left on device\n"
+    )

@@ -60,7 +60,9 @@ def cmd_presets(args) -> int:
 def cmd_keys(args) -> int:
     fields = RunConfig.model_fields
     if args.json:
-        print_json([{"key": k, "default": f.default, "allowed": allowed(k), "help": f.description} for k, f in fields.items()])
+        print_json(
+            [{"key": k, "default": f.default, "allowed": allowed(k), "help": f.description} for k, f in fields.items()]
+        )
         return 0
     for key, field in fields.items():
         print(f"{key:<16} (default {field.default!r}) {field.description}")

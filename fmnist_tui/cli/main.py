@@ -99,7 +99,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         here = getattr(args, dest(name), None)
         setattr(args, dest(name), top + (here or []) if dest(name) in APPENDED else top if here is None else here)
     for name in takes:
-        default = [] if dest(name) in APPENDED else False if name == "json" else None
+        default: list | bool | None = [] if dest(name) in APPENDED else False if name == "json" else None
         setattr(args, dest(name), getattr(args, dest(name), default))
     if args.start and args.command is not None:
         parser.error(f"--start does not apply to `fmnist-tui {args.command}`")

@@ -24,9 +24,9 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
 
+from fmnist_tui.config import RunConfig
 from fmnist_tui.engine.reporter import StopRun
 from fmnist_tui.files import write_atomic
-from fmnist_tui.config import RunConfig
 from fmnist_tui.runs import RunStoreError
 
 
@@ -107,7 +107,9 @@ class Point:
             Classifier(config.model_dump()).load_state_dict(self.state_dict, strict=True)
         except (RuntimeError, TypeError) as err:
             first = str(err).strip().splitlines()[0]
-            raise RunStoreError(f"last.ckpt does not fit the network its config.toml describes ({first[:300]})") from None
+            raise RunStoreError(
+                f"last.ckpt does not fit the network its config.toml describes ({first[:300]})"
+            ) from None
 
 
 def read_point(path: Path) -> Point:
@@ -120,8 +122,10 @@ def read_point(path: Path) -> Point:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise RunStoreError(f"{path} holds more than weights (Python objects that run code when loaded): refused") from None
-    except Exception as err:
+        raise RunStoreError(
+            f"{path} holds more than weights (Python objects that run code when loaded): refused"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - whatever torch.load raises, the file is not usable
         raise RunStoreError(f"{path} is not a usable checkpoint ({_first_line(err)})") from None
     try:
         version = str(ckpt["pytorch-lightning_version"])
@@ -139,8 +143,10 @@ def read_point(path: Path) -> Point:
         return Point(step, epoch, callbacks.get("Reporter", {}).get("epochs_recorded"), end,
                      callbacks.get("RunCheckpoints", {}).get("best_step"),
                      config if isinstance(config, dict) else None, ckpt["state_dict"])  # fmt: skip
-    except Exception as err:
-        raise RunStoreError(f"{path} is not a checkpoint of this program that can be resumed ({_first_line(err)})") from None
+    except Exception as err:  # noqa: BLE001 - a missing key or a wrong type: not one of ours
+        raise RunStoreError(
+            f"{path} is not a checkpoint of this program that can be resumed ({_first_line(err)})"
+        ) from None
 
 
 def _first_line(err: BaseException) -> str:

@@ -60,7 +60,7 @@ def download(root: Path) -> None:
         for line in chatter.getvalue().splitlines():
             if line.strip():
                 log.info(line.strip())
-    except Exception as err:  # network, disk, checksum: all end the same way for the user
+    except Exception as err:  # noqa: BLE001 - network, disk, checksum: all end the same way for the user
         lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
         reason = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"  # torchvision: what, then why
         raise DataError(
@@ -105,7 +105,9 @@ def make_synthetic(size: int, seed: int) -> dict[str, torch.Tensor]:
         for s in range(25):  # 25 shifts: one slice each, not a gather per pixel
             chosen = (shift == s).nonzero().squeeze(1)
             images[chosen] = padded[labels[chosen], s // 5 : s // 5 + 28, s % 5 : s % 5 + 28]
-        images.mul_(0.7 + 0.6 * torch.rand(n, 1, 1, generator=gen)).add_(torch.randn(n, 28, 28, generator=gen), alpha=50.0)
+        images.mul_(0.7 + 0.6 * torch.rand(n, 1, 1, generator=gen)).add_(
+            torch.randn(n, 28, 28, generator=gen), alpha=50.0
+        )
         noisy = torch.rand(n, generator=gen) < 0.1
         labels = torch.where(noisy, torch.randint(0, 10, (n,), generator=gen), labels)
         return images.clamp_(0, 255).to(torch.uint8), labels.to(torch.uint8)
@@ -258,10 +260,15 @@ class FashionData(pl.LightningDataModule):
             self.mean = c.norm_mean if c.norm_mean is not None else pixels.mean().item()
             self.std = c.norm_std if c.norm_std is not None else pixels.std().item()
 
+    def splits(self) -> dict[str, torch.Tensor]:
+        """The images and labels of each split, on the CPU (loaded on first use)."""
+        self.load()
+        assert self._cpu is not None
+        return self._cpu
+
     @property
     def sizes(self) -> dict[str, int]:
-        self.load()
-        return {split: len(self._cpu[f"{split}_y"]) for split in ("train", "val", "test")}
+        return {split: len(self.splits()[f"{split}_y"]) for split in ("train", "val", "test")}
 
     def prepare_data(self) -> None:
         self.load()
@@ -277,7 +284,7 @@ class FashionData(pl.LightningDataModule):
         for key in (f"{split}_x", f"{split}_y"):
             cached = self._device_cache.get(key)
             if cached is None or cached.device != device:
-                self._device_cache[key] = self._cpu[key].to(device, non_blocking=True)
+                self._device_cache[key] = self.splits()[key].to(device, non_blocking=True)
         return self._device_cache[f"{split}_x"], self._device_cache[f"{split}_y"]
 
     def _prepare(self, train: bool):

@@ -7,8 +7,9 @@ Importing this module imports no torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable, Literal, Union
+from typing import Literal
 
 Status = Literal["finished", "stopped", "failed", "diverged", "interrupted"]
 
@@ -80,7 +81,7 @@ class RunEnded:
     error: str | None = None  # a message a person can read; details are in the log
 
 
-Event = Union[RunStarted, StepProgress, EpochEnd, LogLine, RunEnded]
+Event = RunStarted | StepProgress | EpochEnd | LogLine | RunEnded
 Sink = Callable[[Event], None]
 
 

@@ -43,7 +43,7 @@ class SinkHandler(logging.Handler):
             if record.name == "py.warnings":  # "path:line: Category: message\n  source line"
                 text = text.splitlines()[0]
             self.sink(LogLine(record.levelname, record.name, text))
-        except Exception:
+        except Exception:  # noqa: BLE001 - logging's own convention: a handler never raises
             self.handleError(record)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
@@ -70,9 +70,14 @@ class Classifier(pl.LightningModule):
         """
         opt = self.optimizers()
         sched = self.lr_schedulers() if self.config.schedule != "none" else None
+        assert not isinstance(opt, list) and not isinstance(sched, list), "one optimiser, one schedule"
         # With no loss scaling to do, manual_backward only adds two hook dispatches per step:
         # a tenth of a millisecond, much of a small model's step on a GPU.
-        backward = torch.Tensor.backward if getattr(self.trainer.precision_plugin, "scaler", None) is None else self.manual_backward
+        backward = (
+            torch.Tensor.backward
+            if getattr(self.trainer.precision_plugin, "scaler", None) is None
+            else self.manual_backward
+        )
         for x, y in batches:
             self.before_step()
             if self.seed_steps:
@@ -111,14 +116,15 @@ class Classifier(pl.LightningModule):
         c = self.config
         params = self.parameters()
         # On a GPU the fused kernels update every parameter in one launch; same update rule.
-        fused = {"fused": True} if self.device.type == "cuda" else {}
+        fused = True if self.device.type == "cuda" else None  # None: torch's default for the device
+        opt: torch.optim.Optimizer
         if c.optimizer == "sgd":
             opt = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
-                                  weight_decay=c.weight_decay, **fused)  # fmt: skip
+                                  weight_decay=c.weight_decay, fused=fused)  # fmt: skip
         elif c.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay, **fused)
+            opt = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
         else:
-            opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, **fused)
+            opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
         # A resume with another epoch count fits the rest of the schedule to the new end (schedule.py).
         sched = schedule.build(c.schedule, opt, c.lr, c.epochs * c.steps_per_epoch)
         if sched is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
@@ -157,7 +157,10 @@ class SummarySoFar(pl.Callback):
         self.tested_best_step = tested_best_step  # the step of the best.ckpt the summary's test figures are of
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        fields: dict = {"best_val_acc": self.reporter.best_val_acc, "duration_s": round(self.reporter.epochs_seconds, 3)}
+        fields: dict = {
+            "best_val_acc": self.reporter.best_val_acc,
+            "duration_s": round(self.reporter.epochs_seconds, 3),
+        }
         if self.tested_best_step is not None and self.checkpoints.best_step != self.tested_best_step:
             fields["test_checkpoint"] = None  # best.ckpt holds other weights now; test_epoch/test_step still say which
             self.tested_best_step = None

@@ -90,7 +90,9 @@ def _run_segment(seg: Segment, sink: Sink, stop_event: threading.Event, cpu_thre
         for note in seg.notes:
             log.warning(note)
         if seg.config.for_gpu and not on_gpu(seg.config.accelerator):
-            log.warning(f"preset {seg.config.name} is made for a GPU and runs on the CPU here: expect hours, not minutes")
+            log.warning(
+                f"preset {seg.config.name} is made for a GPU and runs on the CPU here: expect hours, not minutes"
+            )
         try:
             carried = begin(seg)
             if carried is not None and carried.problem:
@@ -122,7 +124,10 @@ def _ended_by(err: BaseException, sink: Sink, stop_event: threading.Event, seg: 
     if isinstance(err, (KeyboardInterrupt, SystemExit)):
         return {"status": "interrupted", "error": type(err).__name__}
     if isinstance(err, DiskFull):
-        return {"status": "failed", "error": f"{err}. Free some space, then: fmnist-tui run --resume {seg.run_dir.path.name}"}
+        return {
+            "status": "failed",
+            "error": f"{err}. Free some space, then: fmnist-tui run --resume {seg.run_dir.path.name}",
+        }
     if not isinstance(err, DataError):
         for line in traceback.format_exception(err)[-12:]:
             sink(LogLine("ERROR", "fmnist_tui.engine", line.rstrip()))
@@ -236,15 +241,21 @@ def _test(trainer, module, data, checkpoints, metrics: MetricsWriter) -> dict:
     end: dict = {"status": "finished"}
     if held is None:  # no epoch was validated (or best.ckpt is gone): only the final weights
         acc, loss = test("last", final_epoch, final_step)
-        end.update(test_checkpoint="last.ckpt", test_epoch=final_epoch, test_step=final_step, checkpoint=str(checkpoints.last))
+        end.update(
+            test_checkpoint="last.ckpt", test_epoch=final_epoch, test_step=final_step, checkpoint=str(checkpoints.last)
+        )
     else:
         best_epoch, best_step = held.epoch, held.step
         if best_step != final_step:  # the weights in memory are last.ckpt's; best.ckpt is loaded next
             last_acc, last_loss = test("last", final_epoch, final_step)
-            end.update(last_test_acc=last_acc, last_test_loss=last_loss, last_test_epoch=final_epoch, last_test_step=final_step)
+            end.update(
+                last_test_acc=last_acc, last_test_loss=last_loss, last_test_epoch=final_epoch, last_test_step=final_step
+            )
             acc, loss = test("best", best_epoch, best_step, str(checkpoints.best))
         else:
             acc, loss = test("best", best_epoch, best_step)
-        end.update(test_checkpoint="best.ckpt", test_epoch=best_epoch, test_step=best_step, checkpoint=str(checkpoints.best))
+        end.update(
+            test_checkpoint="best.ckpt", test_epoch=best_epoch, test_step=best_step, checkpoint=str(checkpoints.best)
+        )
     end.update(test_acc=acc, test_loss=loss)
     return end

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 
@@ -60,10 +61,10 @@ class Refittable:
             self.anchor = None
         self.refit(end_step)
 
-    def _closed_form(self) -> list[float]:
+    def _closed_form(self) -> list[float | Tensor]:
         raise NotImplementedError
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | Tensor]:
         step = self.last_epoch
         self.last_epoch = self.position(step)  # type: ignore[assignment]  # torch's formulas take a float fine
         try:
@@ -77,8 +78,8 @@ class OneCycle(Refittable, OneCycleLR):
         self._init_refit(total_steps)
         super().__init__(optimizer, max_lr=max_lr, total_steps=total_steps)
 
-    def _closed_form(self) -> list[float]:
-        return OneCycleLR.get_lr(self)  # type: ignore[return-value]
+    def _closed_form(self) -> list[float | Tensor]:
+        return OneCycleLR.get_lr(self)
 
 
 class Cosine(Refittable, CosineAnnealingLR):
@@ -86,8 +87,8 @@ class Cosine(Refittable, CosineAnnealingLR):
         self._init_refit(total_steps)
         super().__init__(optimizer, T_max=total_steps)
 
-    def _closed_form(self) -> list[float]:
-        return CosineAnnealingLR._get_closed_form_lr(self)  # type: ignore[return-value]
+    def _closed_form(self) -> list[float | Tensor]:
+        return CosineAnnealingLR._get_closed_form_lr(self)
 
 
 def build(kind: str, optimizer: Optimizer, lr: float, total_steps: int) -> Refittable | None:

@@ -14,7 +14,7 @@ import importlib.util
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 FOLDER = "tensorboard"
 # The HParams dashboard reads each run's latest value of these tags.
@@ -36,8 +36,9 @@ class TensorBoardCopy:
         from pytorch_lightning.loggers import TensorBoardLogger
 
         # name="" and version="": the event files go straight into RUN/tensorboard.
-        kwargs = {"purge_step": purge_step} if purge_step else {}
-        self.logger = TensorBoardLogger(run_path, name="", version=FOLDER, default_hp_metric=False, **kwargs)
+        self.logger = TensorBoardLogger(
+            run_path, name="", version=FOLDER, default_hp_metric=False, purge_step=purge_step
+        )
         self.best_val_acc: float | None = None
 
     def config(self, config: dict[str, Any]) -> None:
@@ -58,7 +59,9 @@ class TensorBoardCopy:
     def row(self, kind: str, values: dict[str, Any]) -> None:
         step = values.get("step")
         if kind == "epoch":
-            self.logger.log_metrics({tag: values[k] for k, tag in EPOCH_TAGS.items() if _finite(values.get(k))}, step)
+            self.logger.log_metrics(
+                {tag: float(values[k]) for k, tag in EPOCH_TAGS.items() if _finite(values.get(k))}, step
+            )
             acc = values.get("val_acc")
             if _finite(acc) and (self.best_val_acc is None or acc > self.best_val_acc):
                 self.best_val_acc = acc
@@ -69,14 +72,14 @@ class TensorBoardCopy:
             figures = {f"{prefix}/acc": values.get("test_acc"), f"{prefix}/loss": values.get("test_loss")}
             if values.get("weights") == "best":
                 figures["hparams/test_acc"] = values.get("test_acc")
-            self.logger.log_metrics({k: v for k, v in figures.items() if _finite(v)}, step)
+            self.logger.log_metrics({k: float(v) for k, v in figures.items() if _finite(v)}, step)
         self.logger.experiment.flush()  # once an epoch (and after each test), as metrics.csv guarantees
 
     def close(self) -> None:
         self.logger.experiment.close()
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 

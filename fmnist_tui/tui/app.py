@@ -24,17 +24,17 @@ from textual.worker import Worker, WorkerState
 
 from fmnist_tui.config import ConfigError, RunConfig, check, describe
 from fmnist_tui.engine.events import EpochEnd, LogLine, RunEnded, RunStarted, StepProgress
+from fmnist_tui.format import pct
 from fmnist_tui.host import RunHost
 from fmnist_tui.presets import load_presets
-from fmnist_tui.format import pct
 from fmnist_tui.tui.relay import EngineMessage, Relay
+from fmnist_tui.tui.screens.base import StartRun, StopRun
 from fmnist_tui.tui.screens.modals import ConfirmScreen
 from fmnist_tui.tui.screens.run import RunScreen
 from fmnist_tui.tui.screens.runs import RunsScreen
 from fmnist_tui.tui.screens.setup import SetupScreen
 from fmnist_tui.tui.state import RunState
 from fmnist_tui.tui.terminal import tolerate_non_utf8_input
-
 
 DEFAULT_PRESET = "tutorial"
 
@@ -119,7 +119,9 @@ class FmnistApp(App):
         # Leave a core to the UI: torch's CPU threads stall whenever the UI thread takes
         # one of their cores (bench/throughput.py: 14.0k against 10.5k samples/s on 2 cores).
         cpu_threads = max(1, (os.cpu_count() or 2) - 1)
-        self._host = RunHost(self._relay, config, runs_dir=self.runs_dir, data_dir=self.data_dir, cpu_threads=cpu_threads)
+        self._host = RunHost(
+            self._relay, config, runs_dir=self.runs_dir, data_dir=self.data_dir, cpu_threads=cpu_threads
+        )
         work = partial(self._train, self._host, self._relay)
         self._worker = self.run_worker(work, name=f"run-{self.run_id}", group="run", thread=True, exit_on_error=False)
         self.switch_mode("run")
@@ -131,6 +133,12 @@ class FmnistApp(App):
         host.run()
         if host.refused is not None and host.ended is not None:
             relay(host.ended)
+
+    def on_start_run(self, message: StartRun) -> None:
+        self.start_run(message.config)
+
+    def on_stop_run(self, message: StopRun) -> None:
+        self.stop_run()
 
     def stop_run(self) -> None:
         if self.run_in_progress and self._host is not None and not self._host.stop.is_set():

@@ -18,7 +18,7 @@ class EpochRow:
     seconds: float
 
     @classmethod
-    def of(cls, item: Any) -> "EpochRow":
+    def of(cls, item: Any) -> EpochRow:
         """An EpochEnd event or a read_metrics() dict (missing numbers become NaN)."""
         get = item.get if isinstance(item, dict) else lambda k, d=math.nan: getattr(item, k, d)
         return cls(

@@ -7,7 +7,7 @@ appears in the form (in the "Other" section if no section names it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any, Literal, get_args, get_origin
 
 from fmnist_tui.config import RunConfig, allowed, annotation, field_help, parse_value
@@ -18,8 +18,17 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Model": ("model", "final_relu", "hidden", "width", "dropout"),
     "Optimiser": ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "label_smoothing"),
     "Training": ("batch_size", "epochs", "eval_batch_size", "seed", "precision"),
-    "Data": ("dataset", "data_dir", "val_size", "split_seed", "synthetic_size", "normalize", "norm_mean", "norm_std",
-             "augment"),
+    "Data": (
+        "dataset",
+        "data_dir",
+        "val_size",
+        "split_seed",
+        "synthetic_size",
+        "normalize",
+        "norm_mean",
+        "norm_std",
+        "augment",
+    ),
     "Device and reporting": ("accelerator", "devices", "progress_hz", "stop_on_nan"),
 }
 
@@ -35,10 +44,11 @@ class FieldSpec:
     optional: bool = False  # empty is a value (None): "measured at start", "the default"
 
 
-@lru_cache(maxsize=None)
+@cache
 def spec(key: str) -> FieldSpec:
     info = RunConfig.model_fields[key]
     ann, optional = annotation(key)
+    kind: Literal["choice", "bool", "number", "text"]
     if get_origin(ann) is Literal:
         kind, choices = "choice", tuple(str(c) for c in get_args(ann))
     elif ann is bool:
@@ -52,7 +62,8 @@ def spec(key: str) -> FieldSpec:
 
 def sections() -> list[tuple[str, list[FieldSpec]]]:
     known = set(RunConfig.model_fields)
-    out, placed = [], set()
+    out: list[tuple[str, list[FieldSpec]]] = []
+    placed: set[str] = set()
     for title, keys in SECTIONS.items():
         specs = [spec(k) for k in keys if k in known]
         placed.update(s.key for s in specs)

@@ -50,7 +50,7 @@ class RunState:
 
 def halve(points: list[tuple[int, float]]) -> list[tuple[int, float]]:
     """Neighbouring pairs averaged (at the later step); an odd last point is kept as it is."""
-    out = [(b[0], (a[1] + b[1]) / 2) for a, b in zip(points[0:-1:2], points[1::2])]
+    out = [(b[0], (a[1] + b[1]) / 2) for a, b in zip(points[0:-1:2], points[1::2], strict=True)]
     if len(points) % 2:
         out.append(points[-1])
     return out

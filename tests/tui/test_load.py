@@ -59,7 +59,7 @@ async def test_keys_are_answered_and_nothing_is_dropped_under_10k_events_a_secon
                 key = events.Key("right", None)  # the tab bar has focus: next tab
                 key.set_sender(app)
                 app._driver.send_message(key)
-                await wait(pilot, lambda: tabs.active != before, step=0.001)  # answered, however busy
+                await wait(pilot, lambda before=before: tabs.active != before, step=0.001)  # answered, however busy
                 await asyncio.sleep(0.3)
             await wait(pilot, lambda: not thread.is_alive(), timeout=SECONDS + 30)
         finally:

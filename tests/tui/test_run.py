@@ -7,10 +7,10 @@ from pathlib import Path
 from textual.widgets import Button, Static
 
 from fmnist_tui.tui.app import make_app
+from fmnist_tui.tui.screens.detail import RunDetailScreen
 from fmnist_tui.tui.screens.modals import ConfirmScreen
 from fmnist_tui.tui.screens.run import RunScreen
 from fmnist_tui.tui.screens.runs import RunsScreen
-from fmnist_tui.tui.screens.detail import RunDetailScreen
 from fmnist_tui.tui.screens.setup import SetupScreen
 from fmnist_tui.tui.widgets.epoch_table import EpochTable
 
@@ -171,13 +171,20 @@ async def test_text_from_run_files_is_escaped_in_the_runs_table_and_detail(prese
     app = make_app(device="CPU", presets_dirs=[presets_dir], runs_dir=str(runs))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f4")
-        await wait(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one("#runs-table").row_count == 1)
+        await wait(
+            pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.query_one("#runs-table").row_count == 1
+        )
         cells = [str(c) for c in app.screen.query_one("#runs-table").get_row_at(0)]
         assert "20260101-000000-x\\x1b[2J" in cells and not any("\x1b" in c or "\x07" in c for c in cells)
         await pilot.press("enter")
         await wait(pilot, lambda: isinstance(app.screen, RunDetailScreen))
         text = str(app.screen.query_one("#detail-summary", Static).render())
-        assert "evil\\x1b[2J" in text and "boom \\x1b[2J" in text and "(best\\x1b[2J.ckpt, epoch 3)" in text and "\x1b" not in text
+        assert (
+            "evil\\x1b[2J" in text
+            and "boom \\x1b[2J" in text
+            and "(best\\x1b[2J.ckpt, epoch 3)" in text
+            and "\x1b" not in text
+        )
         assert "test loss -" in text and "last weights: test acc -" in text  # not numbers: shown as "-"
         config = app.screen.query_one("#detail-config")
         values = [str(v) for i in range(config.row_count) for v in config.get_row_at(i)]

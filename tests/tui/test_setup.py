@@ -367,7 +367,10 @@ async def test_gpu_presets_are_marked_and_starting_one_without_a_gpu_asks_first(
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         options = app.screen.query_one("#preset-options")
-        prompts = {options.get_option_at_index(i).id: str(options.get_option_at_index(i).prompt) for i in range(options.option_count)}
+        prompts = {
+            options.get_option_at_index(i).id: str(options.get_option_at_index(i).prompt)
+            for i in range(options.option_count)
+        }
         assert "GPU preset" in prompts["big"] and "GPU preset" not in prompts["tiny"]
         await keys(pilot, "ctrl+r")
         await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))

@@ -109,6 +109,7 @@ def test_setup_screen_with_errors(snap_compare, snap_env):
         pilot.app.screen.query_one("#field-epochs").value = "0"
         lr = pilot.app.screen.query_one("#field-lr")
         lr.value = "fast"
+        lr.cursor_blink = False  # a blinking cursor is on or off depending on when the picture is taken
         lr.focus(scroll_visible=False)
         await pilot.pause()
         # Scrolled at once, not animated: an animation still running under load would change the picture.

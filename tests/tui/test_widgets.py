@@ -74,7 +74,9 @@ async def test_chart_rebuilds_only_the_plot_whose_data_changed(monkeypatch):
 async def test_accuracy_axis_stays_within_0_to_100_with_one_epoch():
     chart = MetricsChart()
     async with One(chart).run_test(size=(80, 20)) as pilot:
-        chart.draw([(1, 1.0)], [EpochRow(epoch=0, step=1, train_loss=1.0, val_loss=0.9, val_acc=0.995, lr=0.1, seconds=1.0)])
+        chart.draw(
+            [(1, 1.0)], [EpochRow(epoch=0, step=1, train_loss=1.0, val_loss=0.9, val_acc=0.995, lr=0.1, seconds=1.0)]
+        )
         await pilot.pause()
         drawn = chart.query_one("#acc-plot").render().plain
         ticks = [float(line.split("┤")[0]) for line in drawn.splitlines() if "┤" in line]

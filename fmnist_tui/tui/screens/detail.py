@@ -8,10 +8,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
+from fmnist_tui.format import clock, date, epoch_number, num, pct, printable
 from fmnist_tui.metrics import read_metrics
 from fmnist_tui.runs import RunInfo
 from fmnist_tui.tui.epochs import EpochRow
-from fmnist_tui.format import clock, date, epoch_number, num, pct, printable
 from fmnist_tui.tui.widgets.charts import MetricsChart
 from fmnist_tui.tui.widgets.epoch_table import EpochTable
 from fmnist_tui.tui.widgets.footer import AppFooter

@@ -13,17 +13,17 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Button, Header, RichLog, Static, TabbedContent, TabPane
 
 from fmnist_tui.engine.events import LogLine, RunEnded
-from fmnist_tui.tui.epochs import EpochRow
 from fmnist_tui.format import clock, num, pct, printable
+from fmnist_tui.tui.epochs import EpochRow
+from fmnist_tui.tui.screens.base import AppScreen, StopRun
 from fmnist_tui.tui.state import RunState
 from fmnist_tui.tui.widgets.charts import MetricsChart
 from fmnist_tui.tui.widgets.epoch_table import EpochTable
-from fmnist_tui.tui.widgets.progress import RunProgress
 from fmnist_tui.tui.widgets.footer import AppFooter
+from fmnist_tui.tui.widgets.progress import RunProgress
 
 REFRESH_S = 1 / 4  # progress text: 4 times a second is smooth enough, and cheap on a slow link
 LOG_PANE_LINES = 1_000
@@ -63,7 +63,7 @@ def result_text(end: RunEnded) -> Text:
     return head
 
 
-class RunScreen(Screen):
+class RunScreen(AppScreen):
     TITLE = "fmnist-tui"
     SUB_TITLE = "live run"
     BINDINGS = [Binding("s", "stop", "Stop"), Binding("q", "app.quit", "Quit")]
@@ -111,22 +111,22 @@ class RunScreen(Screen):
             self.sync(force=True)  # charts are not drawn while hidden
 
     def action_stop(self) -> None:
-        self.app.stop_run()
+        self.post_message(StopRun())
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "stop":
-            self.app.stop_run()
+            self.post_message(StopRun())
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "stop":
-            return self.app.run_in_progress  # no run, nothing to stop: not in the footer at all
+            return self.fmnist.run_in_progress  # no run, nothing to stop: not in the footer at all
         return True
 
     def sync(self, force: bool = False) -> None:
         """Bring the widgets up to date with the app's RunState (cheap when nothing changed)."""
         if not self.is_current:
             return  # another screen is shown: catch up on resume, spend nothing meanwhile
-        state: RunState = self.app.state
+        state: RunState = self.fmnist.state
         if state is not self._state:  # a new run: start from empty widgets
             self._state, self._version = state, -1
             self._epochs_shown = self._logs_seen = 0
@@ -144,14 +144,16 @@ class RunScreen(Screen):
             self._chart_dirty, self._chart_drawn_at = False, now
 
     def _show(self, state: RunState) -> None:
-        running = self.app.run_in_progress
+        running = self.fmnist.run_in_progress
         if running != self._was_running:  # the footer recomposes on every refresh: only on change
             self._was_running = running
             self.query_one("#stop", Button).display = running
             self.refresh_bindings()
         # Static.update asks for a layout pass of the screen: only when the text changes.
         self._update_if_changed("#run-title", self._title(state))
-        self.query_one(RunProgress).show(state.started, state.progress, done=state.ended is not None or state.config is None)
+        self.query_one(RunProgress).show(
+            state.started, state.progress, done=state.ended is not None or state.config is None
+        )
         table = self.query_one(EpochTable)
         for event in state.epochs[self._epochs_shown :]:
             table.add_epoch(EpochRow.of(event))
@@ -174,11 +176,10 @@ class RunScreen(Screen):
     def _title(self, state: RunState) -> str:
         if state.config is None:
             return "No run yet: pick a preset on the setup screen (f2) and start it."
-        device = state.started.device if state.started else self.app.device or ""
+        device = state.started.device if state.started else self.fmnist.device or ""
         name = f"{state.config.name} · {state.config.model}/{state.config.optimizer}"
         if state.ended:
             return f"{name} · {device}".rstrip(" ·")
         if state.started is None:
             return f"● starting {name} (loading data)…"
         return f"● training {name} · {device}"
-

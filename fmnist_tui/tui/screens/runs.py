@@ -9,12 +9,12 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
 from fmnist_tui import paths
-from fmnist_tui.runs import RunInfo, RunStore
 from fmnist_tui.format import clock, number, pct, printable
+from fmnist_tui.runs import RunInfo, RunStore
+from fmnist_tui.tui.screens.base import AppScreen
 from fmnist_tui.tui.screens.detail import RunDetailScreen
 from fmnist_tui.tui.widgets.footer import AppFooter
 
@@ -42,7 +42,7 @@ def cells(row: tuple) -> tuple:
     return (Text(name), status_text(status), *right)
 
 
-class RunsScreen(Screen):
+class RunsScreen(AppScreen):
     TITLE = "fmnist-tui"
     SUB_TITLE = "runs"
     # Main action, then Quit: what stays in view when a narrow terminal cuts the footer. Enter opens too.
@@ -81,7 +81,7 @@ class RunsScreen(Screen):
 
     def reload(self, force: bool = False) -> None:
         self._reload_queued = False
-        root = paths.runs_dir(self.app.runs_dir)
+        root = paths.runs_dir(self.fmnist.runs_dir)
         if self._store is None or self._store.root != root:
             self._store, self._rows = RunStore(root), None
         store = self._store
@@ -100,7 +100,7 @@ class RunsScreen(Screen):
         table = self.query_one(DataTable)
         keep = table.cursor_row
         table.clear()
-        for r, row in zip(runs, rows):  # DataTable.add_rows takes no keys; add_row is what it calls anyway
+        for r, row in zip(runs, rows, strict=True):  # DataTable.add_rows takes no keys; add_row is what it calls anyway
             table.add_row(*cells(row), key=str(r.path))
         if runs:
             table.move_cursor(row=min(keep, len(runs) - 1))

@@ -6,20 +6,20 @@ from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Button, Header, OptionList, Static
 
 from fmnist_tui import paths
 from fmnist_tui.config import ConfigError, make_config
 from fmnist_tui.presets import save_preset
 from fmnist_tui.tui.relay import DeviceFound
+from fmnist_tui.tui.screens.base import AppScreen, StartRun
 from fmnist_tui.tui.screens.modals import ConfirmScreen, PresetNameScreen
+from fmnist_tui.tui.widgets.footer import NARROW, AppFooter
 from fmnist_tui.tui.widgets.form import ConfigForm
 from fmnist_tui.tui.widgets.preset_list import PresetList
-from fmnist_tui.tui.widgets.footer import NARROW, AppFooter
 
 
-class SetupScreen(Screen):
+class SetupScreen(AppScreen):
     TITLE = "fmnist-tui"
     SUB_TITLE = "set up a run"
     BINDINGS = [
@@ -33,7 +33,7 @@ class SetupScreen(Screen):
         with Horizontal(id="setup-body"):
             yield PresetList(id="presets")
             with Vertical(id="form-pane"):
-                data_hint = f"default: {paths.data_dir(self.app.data_dir)}"
+                data_hint = f"default: {paths.data_dir(self.fmnist.data_dir)}"
                 yield ConfigForm(placeholders={"data_dir": data_hint}, id="form")
                 with Horizontal(id="actions"):
                     yield Static("", id="form-status", markup=False)
@@ -45,10 +45,10 @@ class SetupScreen(Screen):
         self.query_one("#save", Button).label = "Save" if event.size.width < NARROW else "Save preset"
 
     def on_mount(self) -> None:
-        self.query_one(PresetList).show(self.app.presets, self.app.initial_preset)
-        self.query_one(ConfigForm).set_values(self.app.initial_values())
-        self.show_device(self.app.device)
-        if self.app.device is None:
+        self.query_one(PresetList).show(self.fmnist.presets, self.fmnist.initial_preset)
+        self.query_one(ConfigForm).set_values(self.fmnist.initial_values())
+        self.show_device(self.fmnist.device)
+        if self.fmnist.device is None:
             self.find_device()
 
     # -- device: importing torch takes seconds, so never on the first frame ------------
@@ -58,12 +58,12 @@ class SetupScreen(Screen):
             from fmnist_tui.engine.runner import device_description, on_gpu
 
             text, gpu = device_description("auto"), on_gpu("auto")
-        except Exception as err:  # a broken CUDA install must not stop the app
+        except Exception as err:  # noqa: BLE001 - a broken CUDA install must not stop the app
             text, gpu = f"unknown ({type(err).__name__})", None
         self.post_message(DeviceFound(text, gpu))  # non-blocking, even while the app closes
 
     def on_device_found(self, message: DeviceFound) -> None:
-        self.app.device, self.app.has_gpu = message.text, message.gpu
+        self.fmnist.device, self.fmnist.has_gpu = message.text, message.gpu
         self.show_device(message.text)
 
     def show_device(self, device: str | None) -> None:
@@ -73,7 +73,7 @@ class SetupScreen(Screen):
     # -- presets and form -----------------------------------------------------------
     @on(OptionList.OptionSelected, "#preset-options")
     def _preset_chosen(self, event: OptionList.OptionSelected) -> None:
-        preset = self.app.presets.presets.get(event.option.id or "")
+        preset = self.fmnist.presets.presets.get(event.option.id or "")
         if preset:
             self.query_one(ConfigForm).set_values(preset.config.model_dump())
             self.notify(f"Loaded preset {preset.name}", timeout=2)
@@ -110,22 +110,26 @@ class SetupScreen(Screen):
         if config is None:
             self.notify("Fix the fields marked ✖ first", severity="error")
             return
-        if config.for_gpu and self.app.has_gpu is False and config.accelerator != "cpu":
+        if config.for_gpu and self.fmnist.has_gpu is False and config.accelerator != "cpu":
             question = (f"{config.name} is made for a GPU, and there is none here:\n"
                         "on this CPU it would take hours. Start it anyway?")  # fmt: skip
-            self.app.push_screen(ConfirmScreen(question, yes="Start anyway", no="Cancel"),
-                                 lambda yes: self.app.start_run(config) if yes else None)  # fmt: skip
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.post_message(StartRun(config))
+
+            self.app.push_screen(ConfirmScreen(question, yes="Start anyway", no="Cancel"), answered)
             return
-        self.app.start_run(config)
+        self.post_message(StartRun(config))
 
     @on(Button.Pressed, "#save")
     def action_save(self) -> None:
-        form = self.query_one(ConfigForm)
-        if form.check() is None:
+        config = self.query_one(ConfigForm).check()
+        if config is None:
             self.notify("Fix the fields marked ✖ before saving", severity="error")
             return
-        taken = set(self.app.presets.presets)
-        self.app.push_screen(PresetNameScreen(form.config.name, taken), self._save_as)
+        taken = set(self.fmnist.presets.presets)
+        self.app.push_screen(PresetNameScreen(config.name, taken), self._save_as)
 
     def _save_as(self, name: str | None) -> None:
         form = self.query_one(ConfigForm)
@@ -137,7 +141,7 @@ class SetupScreen(Screen):
         except (ConfigError, OSError) as err:
             self.notify(f"Could not save the preset: {err}", severity="error", timeout=8)
             return
-        self.app.reload_presets()
-        self.query_one(PresetList).show(self.app.presets, name)
+        self.fmnist.reload_presets()
+        self.query_one(PresetList).show(self.fmnist.presets, name)
         form.set_values(config.model_dump())
         self.notify(f"Saved preset {name} to {path}", timeout=6)

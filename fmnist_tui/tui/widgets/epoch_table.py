@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from rich.text import Text
 from textual.widgets import DataTable
 
-from fmnist_tui.tui.epochs import EpochRow
 from fmnist_tui.format import num, pct, sci, secs
+from fmnist_tui.tui.epochs import EpochRow
 
 COLUMNS = ("Epoch", "Train loss", "Val loss", "Val acc", "LR", "Time")
 

@@ -30,7 +30,7 @@ class TextField(Input):
             text = Text(displayable(text.plain), no_wrap=True, overflow="ignore", end="")
         return text
 
-    def _on_key(self, event: events.Key) -> None:
+    async def _on_key(self, event: events.Key) -> None:
         # Textual calls Input._on_key after this one (handlers run along the MRO) unless the
         # default is prevented. A lone surrogate is not printable, so Input would drop it unseen.
         character = event.character

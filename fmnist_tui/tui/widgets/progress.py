@@ -46,13 +46,17 @@ class RunProgress(Widget):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._lines: tuple[tuple[str, float | None, str], ...] = (
-            ("Epoch", None, "waiting for the first step"), ("Run", None, ""))
+            ("Epoch", None, "waiting for the first step"),
+            ("Run", None, ""),
+        )
 
     def show(self, started: RunStarted | None, progress: StepProgress | None, done: bool = False) -> None:
+        lines: tuple[tuple[str, float | None, str], ...]
         if progress is None and started is None:
             lines = (("Epoch", None, "" if done else "waiting for the first step"), ("Run", None, ""))
         else:
             if progress is None:  # started, no step yet
+                assert started is not None
                 epoch, step, epoch_step = started.start_epoch, started.start_step, 0
                 spe, total, loss, speed, eta = started.steps_per_epoch, started.total_steps, None, None, None
             else:

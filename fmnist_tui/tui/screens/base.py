@@ -1,0 +1,36 @@
+"""What every screen of the app shares: the app, typed, and the requests a screen makes of it.
+
+Screens read the app's state through `self.fmnist` (Textual types `self.app` as any App)
+and ask it to act by posting a message, which bubbles from the screen to the app; the
+app alone starts and stops runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from textual.message import Message
+from textual.screen import Screen
+
+from fmnist_tui.config import RunConfig
+
+if TYPE_CHECKING:
+    from fmnist_tui.tui.app import FmnistApp
+
+
+class StartRun(Message):
+    """Start this config (the app refuses while a run is in progress, and says so)."""
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__()
+        self.config = config
+
+
+class StopRun(Message):
+    """Stop the run in progress within a step; its checkpoint is kept."""
+
+
+class AppScreen(Screen):
+    @property
+    def fmnist(self) -> FmnistApp:
+        return cast("FmnistApp", self.app)
