@@ -177,3 +177,22 @@ def test_every_run_gets_a_new_folder(tiny_config, tmp_path):
     for r in held:
         r.unlock()
     assert all(RunStore(tmp_path).info(r.path).status == "interrupted" for r in held)  # "running", but nobody writes
+
+
+def test_a_helper_thread_that_dies_during_a_run_is_one_log_line_not_a_traceback(capfd):
+    from fmnist_tui.engine.logs import route_logs
+
+    events: list = []
+    before = threading.excepthook
+    with route_logs(events.append):
+
+        def fails():
+            raise OSError(28, "No space left on device")
+
+        helper = threading.Thread(target=fails, name="event-writer")
+        helper.start()
+        helper.join()
+    assert threading.excepthook is before  # put back after the run
+    (line,) = [e for e in events if isinstance(e, LogLine)]
+    assert line.text == "background thread event-writer stopped: OSError: [Errno 28] No space left on device"
+    assert "Traceback" not in capfd.readouterr().err

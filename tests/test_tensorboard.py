@@ -50,6 +50,14 @@ def test_tensorboard_has_the_record_s_numbers_and_the_hyperparameters(tmp_path):
     assert "norm_mean" in start and "label_smoothing" in start, "the resolved config, normalisation included"
 
 
+def test_the_event_files_stay_in_a_run_folder_whose_path_has_dollar_signs(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "elsewhere"))
+    end = go(make_config(SHORT), tmp_path / "a $HOME b ~")  # Lightning alone would expand $HOME here
+    assert (Path(end.run_dir) / "tensorboard").is_dir() and "$HOME" in end.run_dir
+    assert not (tmp_path / "elsewhere").exists()
+    assert scalars(end.run_dir)[0]["train/step_loss"]
+
+
 def test_a_resume_drops_the_steps_its_checkpoint_does_not_hold(tmp_path, monkeypatch):
     stop = StopRequest()
     stop_when(monkeypatch, stop, 40, "train")

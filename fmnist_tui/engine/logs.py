@@ -1,13 +1,15 @@
-"""Route Lightning's log lines and Python warnings to the sink, off the terminal."""
+"""Route Lightning's log lines, Python warnings and failing helper threads to the sink, off the terminal."""
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import warnings
 from contextlib import contextmanager
 
 from fmnist_tui.engine.events import LogLine, Sink
+from fmnist_tui.format import failure_text
 
 # Lightning attaches its own stderr handler at import; these loggers get ours instead.
 # logger -> level. Lightning's own handlers are replaced, so import it before routing.
@@ -58,9 +60,21 @@ def route_logs(sink: Sink):
         logger.propagate = False
         logger.setLevel(level)
     logging.captureWarnings(True)
+    # A library's own thread (TensorBoard's event writer on a full disk, say) that dies would print
+    # its traceback over the app's screen or into the headless output: one log line instead.
+    thread_hook = threading.excepthook
+
+    def thread_failed(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit or args.exc_value is None:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        sink(LogLine("WARNING", "threading", f"background thread {name} stopped: {failure_text(args.exc_value)}"))
+
+    threading.excepthook = thread_failed
     try:
         yield
     finally:
+        threading.excepthook = thread_hook
         logging.captureWarnings(False)
         for logger, handlers, propagate, level in saved:
             logger.handlers, logger.propagate = handlers, propagate

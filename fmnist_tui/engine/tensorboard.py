@@ -29,16 +29,24 @@ def available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
+def _logger(run_path: Path, purge_step: int | None):
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    class Logger(TensorBoardLogger):
+        # Lightning expands $VARS and ~ in its log_dir: under a runs folder named "a $HOME b" the
+        # event files would go elsewhere. The run folder is taken as it is.
+        @property
+        def log_dir(self) -> str:
+            return str(run_path / FOLDER)
+
+    return Logger(run_path, name="", version=FOLDER, default_hp_metric=False, purge_step=purge_step)
+
+
 class TensorBoardCopy:
     """Takes metrics.csv's rows (see metrics.MetricsWriter) and logs them as scalars."""
 
     def __init__(self, run_path: Path, purge_step: int | None):
-        from pytorch_lightning.loggers import TensorBoardLogger
-
-        # name="" and version="": the event files go straight into RUN/tensorboard.
-        self.logger = TensorBoardLogger(
-            run_path, name="", version=FOLDER, default_hp_metric=False, purge_step=purge_step
-        )
+        self.logger = _logger(run_path, purge_step)
         self.best_val_acc: float | None = None
 
     def config(self, config: dict[str, Any]) -> None:

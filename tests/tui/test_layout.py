@@ -34,3 +34,22 @@ async def test_quit_and_the_main_action_stay_in_the_footer(presets_dir, tmp_path
         assert isinstance(app.screen, RunsScreen)
         app.stop_run()
         await wait(pilot, lambda: not app.run_in_progress, timeout=30)
+
+
+@pytest.mark.parametrize("size", [(60, 20), (40, 15), (30, 10)], ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_the_quit_question_fits_a_small_terminal(presets_dir, tmp_path, wait, keys, size):
+    from fmnist_tui.tui.screens.modals import ConfirmScreen
+
+    app = make_app(device="CPU", presets_dirs=[presets_dir], runs_dir=str(tmp_path / "r"), preset="long", start=True)
+    async with app.run_test(size=size) as pilot:
+        await wait(pilot, lambda: app.state.progress is not None, timeout=60)
+        await keys(pilot, "q")
+        await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.pause(0.2)
+        screen = app.screen.region
+        for button in app.screen.query("Button"):
+            assert screen.contains_region(button.region), (str(button.label), button.region)
+            assert button.region.width >= len(str(button.label)), str(button.label)  # the whole label
+        await keys(pilot, "n")
+        app.stop_run()
+        await wait(pilot, lambda: not app.run_in_progress, timeout=30)
