@@ -5,11 +5,26 @@ from __future__ import annotations
 import pytest
 from textual.widgets._footer import FooterKey
 
+from fmnist_tui.engine.events import RunEnded, RunStarted, StepProgress
 from fmnist_tui.tui.app import make_app
 from fmnist_tui.tui.screens.runs import RunsScreen
 
 # screen key -> its main action
 MAIN = {"f2": "start", "f3": "stop", "f4": "open"}
+
+
+@pytest.fixture
+def pretend_run(monkeypatch):
+    """A run in progress without training: what is drawn is all these tests look at."""
+
+    def run(host):  # in the worker thread, like RunHost.run
+        host.sink(RunStarted("runs/x", "CPU (2 cores)", 5, 40, 200))
+        host.sink(StepProgress(0, 10, 200, 10, 40, 1.5, 5000.0, 1.0, 19.0))
+        host.stop.wait(60)
+        host.sink(RunEnded("stopped", "runs/x", 1.0))
+        host.done.set()
+
+    monkeypatch.setattr("fmnist_tui.host.RunHost.run", run)
 
 
 def visible_actions(app) -> set[str]:
@@ -19,10 +34,10 @@ def visible_actions(app) -> set[str]:
 
 
 @pytest.mark.parametrize("size", [(80, 24), (60, 20), (40, 15)], ids=lambda s: f"{s[0]}x{s[1]}")
-async def test_quit_and_the_main_action_stay_in_the_footer(presets_dir, tmp_path, wait, size):
+async def test_quit_and_the_main_action_stay_in_the_footer(presets_dir, tmp_path, wait, pretend_run, size):
     app = make_app(device="CPU", presets_dirs=[presets_dir], runs_dir=str(tmp_path / "r"), preset="long", start=True)
     async with app.run_test(size=size) as pilot:
-        await wait(pilot, lambda: app.state.progress is not None, timeout=60)
+        await wait(pilot, lambda: app.state.progress is not None, timeout=10)
         for key, main in MAIN.items():
             await pilot.press(key)
             await pilot.pause(0.2)
@@ -37,12 +52,12 @@ async def test_quit_and_the_main_action_stay_in_the_footer(presets_dir, tmp_path
 
 
 @pytest.mark.parametrize("size", [(60, 20), (40, 15), (30, 10)], ids=lambda s: f"{s[0]}x{s[1]}")
-async def test_the_quit_question_fits_a_small_terminal(presets_dir, tmp_path, wait, keys, size):
+async def test_the_quit_question_fits_a_small_terminal(presets_dir, tmp_path, wait, keys, pretend_run, size):
     from fmnist_tui.tui.screens.modals import ConfirmScreen
 
     app = make_app(device="CPU", presets_dirs=[presets_dir], runs_dir=str(tmp_path / "r"), preset="long", start=True)
     async with app.run_test(size=size) as pilot:
-        await wait(pilot, lambda: app.state.progress is not None, timeout=60)
+        await wait(pilot, lambda: app.state.progress is not None, timeout=10)
         await keys(pilot, "q")
         await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.pause(0.2)
