@@ -138,8 +138,18 @@ async def test_quit_during_a_run_asks_then_stops_and_exits(presets_dir, tmp_path
         await wait(pilot, lambda: app.state.progress is not None, timeout=60)
         await keys(pilot, "q")
         await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await keys(pilot, "f4", "f2", "f3")  # no other screen while the question is open
+        assert isinstance(app.screen, ConfirmScreen) and app.current_mode == "run"
         await keys(pilot, "n")  # keep running
         assert app.run_in_progress and not isinstance(app.screen, ConfirmScreen)
+        await keys(pilot, "f4")  # asked from the runs screen: one dialog, none left on the live view
+        await wait(pilot, lambda: isinstance(app.screen, RunsScreen))
+        await keys(pilot, "q")
+        await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert len([s for s in app.screen_stack if isinstance(s, ConfirmScreen)]) == 1
+        await keys(pilot, "n")
+        await keys(pilot, "f3")
+        await wait(pilot, lambda: isinstance(app.screen, RunScreen))
         await keys(pilot, "q")
         await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await keys(pilot, "y")
@@ -201,27 +211,6 @@ async def test_the_live_view_with_no_run_offers_nothing_to_stop(presets_dir, wai
         assert "stop" not in {b.binding.action for b in app.screen.active_bindings.values()}
         screen = screen_text(app)
         assert "No run yet" in screen and "waiting for the first step" not in screen and "Stop" not in screen
-
-
-async def test_a_dialog_stays_on_its_screen_until_answered(presets_dir, tmp_path, wait, keys):
-    app = make_app(device="CPU", presets_dirs=[presets_dir], runs_dir=str(tmp_path / "r"), preset="long", start=True)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await wait(pilot, lambda: app.state.progress is not None, timeout=60)
-        await keys(pilot, "q")
-        await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await keys(pilot, "f4", "f2", "f3")  # no other screen while the question is open
-        assert isinstance(app.screen, ConfirmScreen) and app.current_mode == "run"
-        await keys(pilot, "n")
-        await keys(pilot, "f4")
-        await wait(pilot, lambda: isinstance(app.screen, RunsScreen))
-        await keys(pilot, "q")
-        await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        assert len([s for s in app.screen_stack if isinstance(s, ConfirmScreen)]) == 1
-        await keys(pilot, "n")
-        await keys(pilot, "f3")
-        await wait(pilot, lambda: isinstance(app.screen, RunScreen))  # no dialog left behind on the live view
-        app.stop_run()
-        await wait(pilot, lambda: not app.run_in_progress, timeout=30)
 
 
 async def test_a_long_failure_is_readable_whole_at_80x24(presets_dir, tmp_path, wait, monkeypatch, screen_text):
