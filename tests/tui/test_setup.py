@@ -131,6 +131,9 @@ async def test_options_the_model_does_not_use_are_greyed_out_with_the_reason(pre
         form.set_values({**form.values(), "hidden": 3})
         await pilot.pause()
         assert not unused("hidden") and "hidden" in form.errors
+        assert error_of(app, "hidden").endswith(
+            "(unused here: only with model = mlp; model is tutorial_mlp, but it is saved with the rest)"
+        )
 
 
 async def test_preset_errors_are_shown_not_fatal(presets_dir):

@@ -151,9 +151,11 @@ class ConfigForm(VerticalScroll):
         unused = not_applicable(values)
         for key in self.specs:
             row = self.query_one(f"#row-{key}", FieldRow)
-            row.set_error(self.errors.get(key))
-            # A wrong value stays editable, used or not: it has to be put right to start.
-            row.set_unused(None if key in self.errors else unused.get(key))
+            error = self.errors.get(key)
+            if error and key in unused:  # a wrong value stays editable, used or not: it is saved with the rest
+                error = f"{error} (unused here: {unused[key]}, but it is saved with the rest)"
+            row.set_error(error)
+            row.set_unused(None if error else unused.get(key))
         self.post_message(self.Validated(self.config, self.errors))
         return self.config
 
