@@ -75,6 +75,8 @@ def test_a_resume_drops_the_steps_its_checkpoint_does_not_hold(tmp_path, monkeyp
     assert end.status == "finished"
     tags, _ = scalars(end.run_dir)
     assert tags["train/step_loss"] == [(int(r["step"]), as_float32(r["train_loss"])) for r in rows(end.run_dir, "step")]
+    # the best of every epoch, those before the resume included
+    assert tags["hparams/best_val_acc"][-1][1] == pytest.approx(summary(end.run_dir)["best_val_acc"])
 
 
 def test_without_tensorboard_or_when_it_fails_the_run_goes_on(tmp_path, monkeypatch):

@@ -97,7 +97,8 @@ def _run_segment(seg: Segment, sink: Sink, stop_event: threading.Event, cpu_thre
             carried = begin(seg)
             if carried is not None and carried.problem:
                 log.warning(carried.problem)
-            copy = tensorboard.open_copy(seg.run_dir.path, seg.step if seg.resumed else None)
+            best = carried.best_val_acc if carried is not None else None
+            copy = tensorboard.open_copy(seg.run_dir.path, seg.step if seg.resumed else None, best)
             metrics = MetricsWriter(seg.run_dir.path / METRICS, copy)
             try:
                 end = _train(seg, sink, stop_event, metrics, carried, callbacks)

@@ -45,9 +45,9 @@ def _logger(run_path: Path, purge_step: int | None):
 class TensorBoardCopy:
     """Takes metrics.csv's rows (see metrics.MetricsWriter) and logs them as scalars."""
 
-    def __init__(self, run_path: Path, purge_step: int | None):
+    def __init__(self, run_path: Path, purge_step: int | None, best_val_acc: float | None):
         self.logger = _logger(run_path, purge_step)
-        self.best_val_acc: float | None = None
+        self.best_val_acc = best_val_acc  # of the epochs before a resume: the record's, not this process's
 
     def config(self, config: dict[str, Any]) -> None:
         # Lightning's log_hyperparams would also log a value for each metric at step 0; the values
@@ -122,9 +122,10 @@ class Guarded:
             self._call(self.copy.close)
 
 
-def open_copy(run_path: Path, resumed_at: int | None) -> Guarded | None:
-    """The TensorBoard copy of a run's metrics, or None when tensorboard is not installed."""
+def open_copy(run_path: Path, resumed_at: int | None, best_val_acc: float | None) -> Guarded | None:
+    """The TensorBoard copy of a run's metrics, or None when tensorboard is not installed.
+    A resume gives the step it starts after and the record's best validation accuracy so far."""
     if not available():
         return None
     purge = resumed_at + 1 if resumed_at is not None else None
-    return Guarded(lambda: TensorBoardCopy(run_path, purge))
+    return Guarded(lambda: TensorBoardCopy(run_path, purge, best_val_acc))

@@ -72,7 +72,7 @@ class FieldRow(Vertical):
 
     def set_unused(self, reason: str | None) -> None:
         """Greyed out, with why, while other values leave this option unused (config.APPLIES_WHEN)."""
-        if self.has_class("-unused") == bool(reason) and (not reason or self._reason == reason):
+        if reason == self._reason:
             return
         self._reason = reason
         self.set_class(bool(reason), "-unused")
