@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,11 @@ class RunHost:
 
     def __init__(self, sink: Sink, config: RunConfig | None = None, *, resume: str | None = None,
                  overrides: dict[str, Any] | None = None, runs_dir: str | os.PathLike | None = None,
-                 data_dir: str | os.PathLike | None = None, cpu_threads: int | None = None) -> None:  # fmt: skip
+                 data_dir: str | os.PathLike | None = None, cpu_threads: int | None = None,
+                 opened: Callable[[Path], None] | None = None, lock_wait_s: float = 1.0) -> None:  # fmt: skip
         self.sink, self.config, self.resume = sink, config, resume
+        self.on_opened, self.lock_wait_s = opened, lock_wait_s
+        self.run_path: Path | None = None  # the run's folder, once this process holds it
         self.overrides = dict(overrides or {})
         self.runs_dir = Path(runs_dir) if runs_dir else None
         self.data_dir = Path(data_dir) if data_dir else None
@@ -49,7 +53,8 @@ class RunHost:
             from fmnist_tui.engine.runner import run  # torch and Lightning load here, off the caller's thread
 
             self.ended = run(self.config, self.sink, self.stop, runs_dir=self.runs_dir, data_dir=self.data_dir,
-                             resume=self.resume, overrides=self.overrides, cpu_threads=self.cpu_threads)  # fmt: skip
+                             resume=self.resume, overrides=self.overrides, cpu_threads=self.cpu_threads,
+                             opened=self._opened, lock_wait_s=self.lock_wait_s)  # fmt: skip
         except (ConfigError, RunStoreError) as err:
             self.refused = str(err)
             self.ended = RunEnded(status="failed", run_dir="", duration_s=0.0, error=str(err))
@@ -61,6 +66,11 @@ class RunHost:
         finally:
             self.done.set()
         return self.ended
+
+    def _opened(self, path: Path) -> None:
+        self.run_path = path
+        if self.on_opened is not None:
+            self.on_opened(path)
 
     def start(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name="fmnist-train")

@@ -8,6 +8,8 @@
 - epoch rows: written at the end of the epoch, before its checkpoint is saved; `seconds`
   is the epoch's wall time, validation included, summed across resumes.
 - test rows: `weights` says which were tested (best or last); `seconds` is the test's time.
+- lr rows: the learning rate was set to `lr` while the run trained (`fmnist-tui control RUN
+  lr=VALUE`), from the step after `step` on.
 
 Epochs are 0-based, as in the checkpoints. A resume first rewrites the file to what its
 checkpoint holds (`restart_at`), so no stop, kill -9 or failure leaves a step twice or an
@@ -39,6 +41,8 @@ COLUMNS = (
     "weights",
 )
 FILE = "metrics.csv"
+KINDS = ("step", "epoch", "test", "lr")
+ORDER = {"step": 0, "epoch": 1, "lr": 2}  # rows at the same step, as they are written
 
 
 def _text(value: Any) -> str:
@@ -56,7 +60,7 @@ def _float(text: str | None) -> float | None:
 
 def _row(fields: list[str]) -> dict[str, str] | None:
     """A line's fields as a row, by position (the header may be damaged; older files lack `weights`)."""
-    if not 8 <= len(fields) <= len(COLUMNS) or fields[0] not in ("step", "epoch", "test") or max(map(len, fields)) > 40:
+    if not 8 <= len(fields) <= len(COLUMNS) or fields[0] not in KINDS or max(map(len, fields)) > 40:
         return None
     row = dict(zip(COLUMNS, fields + [""] * (len(COLUMNS) - len(fields)), strict=True))
     try:
@@ -118,6 +122,7 @@ def restart_at(path: Path, step: int, epochs_done: int) -> Carried:
     rows, bad = _parse(text)
     steps: dict[int, dict[str, str]] = {}
     epochs: dict[int, dict[str, str]] = {}
+    changes: list[dict[str, str]] = []
     for row in rows:
         if row["kind"] == "step" and int(row["step"]) <= step:
             bad += int(row["step"]) in steps
@@ -125,8 +130,10 @@ def restart_at(path: Path, step: int, epochs_done: int) -> Carried:
         elif row["kind"] == "epoch" and int(row["epoch"]) < epochs_done:
             bad += int(row["epoch"]) in epochs
             epochs.setdefault(int(row["epoch"]), row)
-    # Each epoch row right after its epoch's last step, as written.
-    kept = sorted([*steps.values(), *epochs.values()], key=lambda r: (int(r["step"]), r["kind"] == "epoch"))
+        elif row["kind"] == "lr" and int(row["step"]) < step:  # set before the step after it: in the checkpoint
+            changes.append(row)
+    # Each epoch row right after its epoch's last step, as written; an lr change after the step it follows.
+    kept = sorted([*steps.values(), *epochs.values(), *changes], key=lambda r: (int(r["step"]), ORDER[r["kind"]]))
     kept_ids = [id(r) for r in kept]
     wanted = set(kept_ids)
     in_file_order = [id(r) for r in rows if id(r) in wanted]

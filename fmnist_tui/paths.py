@@ -39,3 +39,8 @@ def builtin_presets_dir() -> Path:
     here = Path(__file__).resolve().parent
     shipped = here / "presets"
     return shipped if shipped.is_dir() else here.parent / "presets"
+
+
+def settings_file() -> Path:
+    """The user's settings (settings.py)."""
+    return _from_env("FMNIST_TUI_SETTINGS", user_config_path(APP) / "settings.toml")

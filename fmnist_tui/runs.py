@@ -136,15 +136,16 @@ class RunDir:
         self.lost = ""  # why this process may write the run no more (another took it over, its folder went)
 
     # -- one writer ---------------------------------------------------------------------
-    def lock(self) -> None:
-        """Hold the writer lock until `unlock` or the process ends; RunLocked if another holds it."""
+    def lock(self, wait_s: float = 1.0) -> None:
+        """Hold the writer lock until `unlock` or the process ends; RunLocked if another holds it
+        for longer than `wait_s` (a reader's probe lasts an instant; a hand-over, a step)."""
         path = self.path / LOCK
         try:
             fd = _open_lock(path, write=True)
         except OSError as err:
             raise RunStoreError(f"{printable(path)} cannot serve as the run's writer lock ({err.strerror or err}): "
                                 "it must be a plain file; move it away and try again") from None  # fmt: skip
-        for _ in range(20):  # ride over a reader's instant probe
+        for _ in range(max(1, round(wait_s / 0.05))):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break

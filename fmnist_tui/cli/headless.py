@@ -18,7 +18,7 @@ import sys
 import time
 
 from fmnist_tui.cli.output import error, finite
-from fmnist_tui.engine.events import EpochEnd, LogLine, RunEnded, RunStarted, StepProgress, as_dict
+from fmnist_tui.engine.events import Control, EpochEnd, LogLine, RunEnded, RunStarted, StepProgress, as_dict
 from fmnist_tui.format import clock, num, pct, printable
 
 TTY_EVERY_S, PIPE_EVERY_S = 1.0, 30.0
@@ -91,6 +91,8 @@ class Printer:
             resumed = f", resuming at epoch {event.start_epoch + 1}" if event.start_step else ""
             self._line(f"run {printable(event.run_dir)}\ndevice {event.device}; {event.epochs} epochs x "
                        f"{event.steps_per_epoch} steps{resumed}")  # fmt: skip
+        elif isinstance(event, Control):
+            self._line(f"control: {printable(event.text)}")
         elif isinstance(event, LogLine):
             if self.verbose or event.level in ("WARNING", "ERROR", "CRITICAL"):
                 self._write("err", f"{event.level.lower()}: {printable(event.text)}\n")

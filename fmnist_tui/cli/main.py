@@ -15,6 +15,7 @@ from pathlib import Path
 from fmnist_tui.cli.output import error, silence_stdout
 from fmnist_tui.config import ConfigError, parse_set_items
 from fmnist_tui.files import FULL
+from fmnist_tui.runs import RunStoreError
 
 
 def user_path(text: str) -> Path:
@@ -41,11 +42,20 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict]] = {
     "presets-dir": (("--presets-dir",), dict(action="append", type=user_path, metavar="DIR",
                                              help="also read presets from DIR (repeatable)")),
     "json": (("--json",), dict(action="store_true", help="print JSON for scripts instead of text")),
+    "no-alerts": (("--no-alerts",), dict(action="store_true",
+                                         help="no bell or desktop notification when a run ends (also: alerts = false "
+                                              "in settings.toml)")),
 }  # fmt: skip
-APP = ("set", "preset", "data-dir", "runs-dir", "presets-dir")
+APP = ("set", "preset", "data-dir", "runs-dir", "presets-dir", "no-alerts")
+FLAGS = ("json", "no-alerts")  # store_true: False when not given
 COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "run": ("train headless: a line per epoch and a summary, for scripts and batch jobs",
             ("set", "preset", "data-dir", "runs-dir", "presets-dir", "json")),
+    "attach": ("open the app on a run: its history, then live while it runs (default: the newest running run)",
+               ("runs-dir", "no-alerts")),
+    "control": ("act on a running run: stop, stop-after-epoch, checkpoint, lr=VALUE", ("runs-dir", "json")),
+    "wait": ("wait for a run to end; exit with its code (0 finished, 1 failed, 130 stopped, 143 interrupted, "
+             "137 killed)", ("runs-dir",)),
     "runs": ("list runs with their status and best metrics", ("runs-dir", "json")),
     "presets": ("list presets and their descriptions", ("presets-dir", "json")),
     "keys": ("list every config key with its help text", ("json",)),
@@ -82,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
                            help="a progress line every SECONDS (default: 1 on a terminal, where it is redrawn "
                                 "in place; 30 into a file or pipe; 0: none, only epochs and the end)")  # fmt: skip
             p.add_argument("-v", "--verbose", action="store_true", help="also print Lightning's info messages")
+            p.add_argument(
+                "--detach",
+                action="store_true",
+                help="run in a background process that outlives this terminal; print its name and "
+                "folder and return (its output goes to run.log in the run folder)",
+            )
+        elif command == "attach":
+            p.add_argument("run", nargs="?", metavar="RUN", help="a run's folder, name or unique prefix")
+        elif command == "control":
+            p.add_argument("run", metavar="RUN", help="a run's folder, name or unique prefix")
+            p.add_argument("action", metavar="ACTION", help="stop, stop-after-epoch, checkpoint or lr=VALUE")
+        elif command == "wait":
+            p.add_argument("run", metavar="RUN", help="a run's folder, name or unique prefix")
     return parser
 
 
@@ -99,7 +122,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         here = getattr(args, dest(name), None)
         setattr(args, dest(name), top + (here or []) if dest(name) in APPENDED else top if here is None else here)
     for name in takes:
-        default: list | bool | None = [] if dest(name) in APPENDED else False if name == "json" else None
+        default: list | bool | None = [] if dest(name) in APPENDED else False if name in FLAGS else None
         setattr(args, dest(name), getattr(args, dest(name), default))
     if args.start and args.command is not None:
         parser.error(f"--start does not apply to `fmnist-tui {args.command}`")
@@ -112,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
         return _command(args)
-    except ConfigError as err:
+    except (ConfigError, RunStoreError) as err:
         return error(str(err))
     except BrokenPipeError:  # `fmnist-tui runs | head -1`: the reader has what it wanted
         silence_stdout()
@@ -133,15 +156,29 @@ def _command(args: argparse.Namespace) -> int:
             error("standard output is closed: nothing to print the listing to")
             return 1
         return getattr(listings, f"cmd_{args.command}")(args)
+    if args.command in ("control", "wait"):
+        from fmnist_tui.cli import inflight
+
+        return getattr(inflight, f"cmd_{args.command}")(args)
+    if args.command == "attach":
+        from fmnist_tui.cli.inflight import find_run
+        from fmnist_tui.tui.app import run_app
+
+        info = find_run(args.runs_dir, args.run, running=True)
+        return run_app(runs_dir=args.runs_dir, attach=info.path, alerts=not args.no_alerts)
     overrides = parse_set_items(args.sets)
     if args.command == "run":
+        if args.detach:
+            from fmnist_tui.cli.inflight import cmd_detach
+
+            return cmd_detach(args, overrides)
         from fmnist_tui.cli.headless import run_headless
 
         return run_headless(args, overrides)
     from fmnist_tui.tui.app import run_app
 
     return run_app(preset=args.preset, start=args.start, data_dir=args.data_dir, runs_dir=args.runs_dir,
-                   presets_dirs=args.presets_dir, overrides=overrides)  # fmt: skip
+                   presets_dirs=args.presets_dir, overrides=overrides, alerts=not args.no_alerts)  # fmt: skip
 
 
 if __name__ == "__main__":

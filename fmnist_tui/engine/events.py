@@ -38,6 +38,7 @@ class StepProgress:
     samples_per_s: float
     elapsed_s: float
     eta_s: float  # from the pace so far, validation included
+    losses: tuple[float, ...] = ()  # each step's loss since the last report, in order (ending at `step`)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,16 @@ class LogLine:
 
 
 @dataclass(frozen=True)
+class Control:
+    """A control (stop, stop-after-epoch, checkpoint, lr) as the run carried it out, at `step`."""
+
+    action: str
+    step: int
+    text: str  # what happened, for a person: "lr 0.01 from step 1201 (schedule scaled x0.5)"
+    value: float | None = None  # the new lr
+
+
+@dataclass(frozen=True)
 class RunEnded:
     """How a run (or one more segment of it) ended. Test figures name their weights: `test_*`
     are best.ckpt's (the checkpoint of the best validation accuracy), `last_test_*` the final
@@ -81,7 +92,7 @@ class RunEnded:
     error: str | None = None  # a message a person can read; details are in the log
 
 
-Event = RunStarted | StepProgress | EpochEnd | LogLine | RunEnded
+Event = RunStarted | StepProgress | EpochEnd | LogLine | Control | RunEnded
 Sink = Callable[[Event], None]
 
 

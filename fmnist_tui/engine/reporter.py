@@ -64,7 +64,7 @@ class Reporter(pl.Callback):
         # The steps taken since the last tick are in the weights a stop saves next: record them first.
         if trainer.state.fn == "fit":
             try:
-                self._tick(trainer, pl_module, time.perf_counter(), report=False, check=False)
+                self._tick(trainer, pl_module, time.perf_counter(), check=False)
             except Exception:  # noqa: BLE001 - e.g. the disk is full: the first error is the one to report
                 pass
 
@@ -93,10 +93,14 @@ class Reporter(pl.Callback):
         if now - self._tick_time >= self.interval:
             self._tick(trainer, pl_module, now)
 
+    def flush(self, trainer, pl_module) -> None:
+        """Record (and report) the steps since the last tick now."""
+        self._tick(trainer, pl_module, time.perf_counter())
+
     def _epoch_seconds(self, now: float) -> float:
         return self._epoch_before + now - self._epoch_start
 
-    def _tick(self, trainer, pl_module, now: float, report: bool = True, check: bool = True) -> None:
+    def _tick(self, trainer, pl_module, now: float, check: bool = True) -> None:
         pending = pl_module.take_losses()
         if not pending:
             return
@@ -107,8 +111,6 @@ class Reporter(pl.Callback):
         self._epoch_losses.extend(losses)
         if check and self.stop_on_nan and not all(math.isfinite(v) for v in losses):
             raise Diverged(f"training loss is {next(v for v in losses if not math.isfinite(v))} at step {first}")
-        if not report:
-            return
         done = trainer.global_step - self.start_step
         elapsed = now - self.start_time
         self.sink(StepProgress(
@@ -117,6 +119,7 @@ class Reporter(pl.Callback):
             steps_per_epoch=self.steps_per_epoch,
             loss=sum(losses) / len(losses), samples_per_s=self._samples / max(now - self._tick_time, 1e-9),
             elapsed_s=elapsed, eta_s=elapsed / max(done, 1) * (self.total_steps - trainer.global_step),
+            losses=tuple(losses),
         ))  # fmt: skip
         self._tick_time, self._samples = now, 0
 

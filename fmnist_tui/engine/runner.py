@@ -14,6 +14,7 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -21,10 +22,13 @@ from pathlib import Path
 from fmnist_tui import paths
 from fmnist_tui.config import RunConfig, with_overrides
 from fmnist_tui.engine import tensorboard
+from fmnist_tui.engine.control import Controls, ControlServer
+from fmnist_tui.engine.eventlog import FILE as EVENTS
+from fmnist_tui.engine.eventlog import EventLog
 from fmnist_tui.engine.events import LogLine, RunEnded, Sink
 from fmnist_tui.engine.logs import route_logs
 from fmnist_tui.engine.segment import Segment, begin, open_new, open_resume
-from fmnist_tui.engine.stop import reason_of
+from fmnist_tui.engine.stop import StopRequest, reason_of
 from fmnist_tui.files import DiskFull
 from fmnist_tui.format import failure_text
 from fmnist_tui.metrics import FILE as METRICS
@@ -60,26 +64,55 @@ def run(
     overrides: dict | None = None,
     cpu_threads: int | None = None,
     callbacks: list | None = None,
+    opened: Callable[[Path], None] | None = None,
+    lock_wait_s: float = 1.0,
 ) -> RunEnded:
     """Train and test one configuration (or resume run `resume`), reporting through `sink`.
 
     `cpu_threads` caps torch's CPU threads for this run (the app leaves a core to its UI).
     `callbacks` are extra Lightning callbacks (the benchmarks time and probe runs with them).
+    `opened(run folder)` is called once the run's folder is locked by this process, before
+    anything else (a background run reports its folder then). A resume waits up to
+    `lock_wait_s` for another writer to let go of the run (a hand-over).
     """
-    stop_event = stop_event or threading.Event()
+    stop_event = stop_event or StopRequest()
     store = RunStore(paths.runs_dir(runs_dir))
     if resume:
-        segment = open_resume(store, resume, overrides or {}, data_dir)
+        segment = open_resume(store, resume, overrides or {}, data_dir, lock_wait_s)
     else:
         assert config is not None, "a new run needs a config"
         segment = open_new(store, with_overrides(config, overrides or {}), data_dir)
     try:
+        if opened is not None:
+            opened(segment.run_dir.path)
         return _run_segment(segment, sink, stop_event, cpu_threads, callbacks or [])
     finally:
         segment.run_dir.unlock()
 
 
 def _run_segment(seg: Segment, sink: Sink, stop_event: threading.Event, cpu_threads, callbacks: list) -> RunEnded:
+    """The event log and the control channel, for as long as the run trains; then the training."""
+    try:
+        events: EventLog | None = EventLog(seg.run_dir.path / EVENTS, sink)
+    except OSError as err:
+        events = None
+        seg.notes.append(f"{EVENTS} cannot be written ({err.strerror or err}): this run cannot be attached to")
+    controls = Controls(stop_event)
+    server = ControlServer(seg.run_dir.path, controls)
+    try:
+        server.start()
+    except OSError as err:
+        seg.notes.append(f"no control channel ({err.strerror or err}): only this process can stop the run")
+    try:
+        return _train_segment(seg, events or sink, stop_event, controls, cpu_threads, callbacks)
+    finally:
+        server.close()
+        if events is not None:
+            events.close()
+
+
+def _train_segment(seg: Segment, sink: Sink, stop_event: threading.Event, controls: Controls, cpu_threads,
+                   callbacks: list) -> RunEnded:  # fmt: skip
     import pytorch_lightning  # noqa: F401 - its import attaches stderr handlers that route_logs replaces
     import torch
 
@@ -101,7 +134,7 @@ def _run_segment(seg: Segment, sink: Sink, stop_event: threading.Event, cpu_thre
             copy = tensorboard.open_copy(seg.run_dir.path, seg.step if seg.resumed else None, best)
             metrics = MetricsWriter(seg.run_dir.path / METRICS, copy)
             try:
-                end = _train(seg, sink, stop_event, metrics, carried, callbacks)
+                end = _train(seg, sink, stop_event, controls, metrics, carried, callbacks)
             finally:
                 metrics.close()
         except BaseException as err:  # noqa: BLE001 - reported below, never lost
@@ -177,13 +210,16 @@ def _finish(seg: Segment, end: dict, sink: Sink) -> RunEnded:
     return ended
 
 
-def _train(seg: Segment, sink, stop_event, metrics: MetricsWriter, carried, callbacks: list) -> dict:
+def _train(
+    seg: Segment, sink, stop_event, controls: Controls, metrics: MetricsWriter, carried, callbacks: list
+) -> dict:
     import pytorch_lightning as pl
 
     from fmnist_tui.engine.checkpoint import AtomicCheckpointIO, RunCheckpoints
     from fmnist_tui.engine.data import FashionData
     from fmnist_tui.engine.module import Classifier
     from fmnist_tui.engine.reporter import Reporter, SummarySoFar
+    from fmnist_tui.engine.steering import Steering
 
     config, run_dir = seg.config, seg.run_dir
     data = FashionData(config, Path(config.data_dir or paths.data_dir()))
@@ -201,12 +237,13 @@ def _train(seg: Segment, sink, stop_event, metrics: MetricsWriter, carried, call
     reporter = Reporter(sink, stop_event, metrics, str(run_dir.path), device_description(config.accelerator),
                         config.progress_hz, config.stop_on_nan, carried, guard=run_dir.check_lock)  # fmt: skip
     so_far = SummarySoFar(run_dir.write_summary, reporter, checkpoints, tested_best(seg.previous))
-    # Callbacks run in this order at an epoch's end: its rows, then its checkpoints, then the summary.
+    steering = Steering(controls, reporter, checkpoints, metrics, sink)
+    # Callbacks run in this order at an epoch's end: its rows, its checkpoints, the summary, then controls.
     trainer = pl.Trainer(
         accelerator=config.accelerator, devices=config.devices, precision=config.precision,
         max_epochs=config.epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
         enable_checkpointing=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
-        callbacks=[reporter, checkpoints, so_far, *callbacks],
+        callbacks=[reporter, checkpoints, so_far, steering, *callbacks],
         default_root_dir=run_dir.path, benchmark=True if on_gpu(config.accelerator) else None,
     )  # fmt: skip
     trainer.fit(module, datamodule=data, ckpt_path=str(seg.resume_from) if seg.resume_from else None, weights_only=True)

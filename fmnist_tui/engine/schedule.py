@@ -11,7 +11,8 @@ where s is the step the resume started at, p the position reached there, and las
 position of the schedule's final optimiser step. So the lr is continuous at the resume
 and the new last step trains at the schedule's own last lr (stretched when extended,
 squeezed when shortened). A finished schedule stays at its last lr. Runs that are not
-re-fitted step exactly as torch's schedulers do.
+re-fitted step exactly as torch's schedulers do. An lr set while the run trains scales the
+whole rest of the schedule (`scale`), so its shape goes on from the new value.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Refittable:
     end_step: int  # where the schedule ends now: the planned length, until a resume moves it
     anchor: tuple[int, float] | None  # (step, position) where the last re-fit started
     last_epoch: int
+    scale: float = 1.0  # set by an lr control in flight (engine/steering.py); saved in checkpoints
 
     def _init_refit(self, total_steps: int) -> None:
         self.planned_steps = self.end_step = total_steps
@@ -68,7 +70,7 @@ class Refittable:
         step = self.last_epoch
         self.last_epoch = self.position(step)  # type: ignore[assignment]  # torch's formulas take a float fine
         try:
-            return self._closed_form()
+            return [lr * self.scale for lr in self._closed_form()]
         finally:
             self.last_epoch = step
 

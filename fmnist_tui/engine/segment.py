@@ -68,7 +68,8 @@ def open_new(store: RunStore, config: RunConfig, data_dir: str | os.PathLike | N
     return Segment(store.create(config), config)
 
 
-def open_resume(store: RunStore, ref: str, overrides: dict, data_dir: str | os.PathLike | None) -> Segment:
+def open_resume(store: RunStore, ref: str, overrides: dict, data_dir: str | os.PathLike | None,
+                lock_wait_s: float = 1.0) -> Segment:  # fmt: skip
     """Lock the run and check that it can go on as asked; nothing is written yet."""
     from fmnist_tui.engine import checkpoint  # noqa: F401 - torch loads now (seconds), not while the lock is held
 
@@ -76,7 +77,7 @@ def open_resume(store: RunStore, ref: str, overrides: dict, data_dir: str | os.P
     if not (path / "config.toml").is_file():  # not a run: leave no lock file behind in it
         raise RunStoreError(f"{printable(path)}: no config.toml, so this is not a run folder (or its config was lost)")
     run_dir = RunDir(path)
-    run_dir.lock()
+    run_dir.lock(lock_wait_s)
     try:
         return _check_resume(store, run_dir, overrides, data_dir)
     except BaseException:

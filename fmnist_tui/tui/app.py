@@ -1,8 +1,10 @@
-"""The Textual app: three modes (setup, live run, runs) over one engine run at a time.
+"""The Textual app: three modes (setup, live run, runs) over one run shown at a time.
 
-The run lives here, not in a screen: the worker, its stop event and a RunState that
-the app folds engine messages into. Screens only read that state. Errors of any kind
-end as a RunEnded in the state, so there is one place that reports them.
+The run lives here, not in a screen: either hosted in-app (a worker thread running the
+engine, the default) or followed from its folder (a background run the app attached to),
+and a RunState that the app folds engine messages into, whichever it is. Screens only
+read that state. Errors of any kind end as a RunEnded in the state, so there is one place
+that reports them (and rings the alert).
 """
 
 from __future__ import annotations
@@ -17,19 +19,21 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from textual.app import App
 from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState
 
 from fmnist_tui.config import ConfigError, RunConfig, check, describe
-from fmnist_tui.engine.events import EpochEnd, LogLine, RunEnded, RunStarted, StepProgress
-from fmnist_tui.format import pct
+from fmnist_tui.engine.events import Control, EpochEnd, LogLine, RunEnded, RunStarted, StepProgress
+from fmnist_tui.format import pct, printable
 from fmnist_tui.host import RunHost
 from fmnist_tui.presets import load_presets
+from fmnist_tui.settings import load_settings
+from fmnist_tui.tui.alerts import alert_text, send_alert
+from fmnist_tui.tui.outside import OutsideRuns
 from fmnist_tui.tui.relay import EngineMessage, Relay
-from fmnist_tui.tui.screens.base import StartRun, StopRun
-from fmnist_tui.tui.screens.modals import ConfirmScreen
+from fmnist_tui.tui.screens.base import ControlRun, StartRun, StopRun
+from fmnist_tui.tui.screens.modals import QuitRunScreen
 from fmnist_tui.tui.screens.run import RunScreen
 from fmnist_tui.tui.screens.runs import RunsScreen
 from fmnist_tui.tui.screens.setup import SetupScreen
@@ -39,7 +43,7 @@ from fmnist_tui.tui.terminal import tolerate_non_utf8_input
 DEFAULT_PRESET = "tutorial"
 
 
-class FmnistApp(App):
+class FmnistApp(OutsideRuns):
     CSS_PATH = "app.tcss"
     TITLE = "fmnist-tui"
     MODES = {"setup": SetupScreen, "run": RunScreen, "runs": RunsScreen}
@@ -58,9 +62,13 @@ class FmnistApp(App):
     def __init__(
         self, *, preset: str | None = None, start: bool = False, data_dir: str | None = None,
         runs_dir: str | None = None, presets_dirs: list[Path] | tuple = (), overrides: dict[str, Any] | None = None,
-        device: str | None = None, handle_signals: bool = False,
+        device: str | None = None, handle_signals: bool = False, attach: Path | None = None, alerts: bool = True,
     ) -> None:  # fmt: skip
         super().__init__()
+        settings, self.settings_problem = load_settings()
+        self.alerts = alerts and settings.alerts
+        self.alerts_sent: list[str] = []  # what was rung, once per run end (tests read it)
+        self.attach_at_once = attach
         self.data_dir, self.runs_dir = data_dir, runs_dir
         self.presets_dirs = [Path(p) for p in presets_dirs]
         self.overrides = dict(overrides or {})
@@ -74,9 +82,13 @@ class FmnistApp(App):
         self.initial_preset = preset or default
         self.state = RunState()
         self.run_id = 0
-        self._relay: Relay | None = None
+        self._relay = None
         self._host: RunHost | None = None  # the run: its thread, stop, signals and exit code (host.py)
         self._worker: Worker | None = None
+        self.attached = None  # the run folder followed, when the run is not this app's
+        self._follow_stop = threading.Event()
+        self._handing_over = False  # the run goes on in a background process: no alert for its pause
+        self.exit_note = ""  # printed after the app has left the screen
         self._quit_when_done = False
         self._exit_code = 0
 
@@ -94,7 +106,11 @@ class FmnistApp(App):
         if self.handle_signals:
             self._install_signal_handlers()
         self.call_after_refresh(freeze_heap)
-        if self.start_at_once:
+        if self.settings_problem:
+            self.notify(self.settings_problem, severity="warning", timeout=10, markup=False)
+        if self.attach_at_once is not None:
+            self.call_after_refresh(self.attach, self.attach_at_once)
+        elif self.start_at_once:
             self.call_after_refresh(self._start_initial)
 
     def _start_initial(self) -> None:
@@ -113,6 +129,7 @@ class FmnistApp(App):
         if self.run_in_progress:
             self.notify("A run is in progress: stop it first (s on the live screen).", severity="warning")
             return False
+        self.detach(quiet=True)
         self.run_id += 1
         self.state = RunState(config=config)
         self._relay = Relay(self, self.run_id)
@@ -135,13 +152,18 @@ class FmnistApp(App):
             relay(host.ended)
 
     def on_start_run(self, message: StartRun) -> None:
-        self.start_run(message.config)
+        if message.background:
+            self.start_background(message.config)
+        else:
+            self.start_run(message.config)
 
     def on_stop_run(self, message: StopRun) -> None:
         self.stop_run()
 
     def stop_run(self) -> None:
-        if self.run_in_progress and self._host is not None and not self._host.stop.is_set():
+        if self.following:
+            self.on_control_run(ControlRun("stop"))
+        elif self.run_in_progress and self._host is not None and not self._host.stop.is_set():
             self._host.request_stop()  # the engine ends within one step and saves a checkpoint
             self.notify("Stopping: the run ends after this step and keeps its checkpoint.", timeout=4)
             self.state.version += 1
@@ -162,9 +184,13 @@ class FmnistApp(App):
             state.epochs.append(event)
         elif isinstance(event, LogLine):
             state.add_log(event)
+        elif isinstance(event, Control):
+            state.add_log(LogLine("INFO", "control", event.text))
         elif isinstance(event, RunStarted):
+            state.go_on_from(event)  # a resume (or a hand-over) starts where its checkpoint stands
             state.started = event
-            freeze_heap()  # torch and Lightning were imported for this run: ~340k more objects
+            if self.attached is None:
+                freeze_heap()  # torch and Lightning were imported for this run: ~340k more objects
         elif isinstance(event, RunEnded) and state.ended is None:
             state.ended = event
             if event.error:  # the whole text in the Log tab too, however small the result box is
@@ -173,6 +199,11 @@ class FmnistApp(App):
         state.version += 1
 
     def _announce(self, end: RunEnded) -> None:
+        if self._handing_over:
+            return  # not an end: the run goes on in the background
+        if self.alerts:
+            self.alerts_sent.append(alert_text(self.state, end))
+            send_alert(self, self.alerts_sent[-1])
         if end.status == "finished":
             self.notify(f"Test accuracy {pct(end.test_acc)}", title="Run finished", timeout=6)
         elif end.status in ("stopped", "interrupted"):
@@ -206,16 +237,20 @@ class FmnistApp(App):
     # -- quitting ---------------------------------------------------------------------
     async def action_quit(self) -> None:
         if not self.run_in_progress:
+            if self.following and self.attached is not None:
+                name = self.attached.name
+                self.exit_note = f"Detached: run {name} keeps running in its own process (fmnist-tui attach {name})."
             self.exit()
             return
-        if isinstance(self.screen, ConfirmScreen):
+        if isinstance(self.screen, QuitRunScreen):
             return
-        question = "A run is in progress.\nStop it (its checkpoint is kept) and quit?"
-        self.push_screen(ConfirmScreen(question, yes="Stop and quit", no="Keep running"), self._quit_answered)
+        self.push_screen(QuitRunScreen(), self._quit_answered)
 
-    def _quit_answered(self, yes: bool | None) -> None:
-        if yes:
+    def _quit_answered(self, choice: str | None) -> None:
+        if choice == "stop":
             self.stop_and_quit()
+        elif choice == "background":
+            self.hand_over()
 
     def stop_and_quit(self) -> None:
         """Set the stop event, exit once the worker has returned (the run has saved)."""
@@ -236,8 +271,14 @@ class FmnistApp(App):
                 pass  # not the main thread, or not supported here
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        # The engine ends the run within a step, saves last.ckpt and records it as "interrupted"
-        # (not "stopped": nobody asked for it), so `fmnist-tui run --resume` can carry on.
+        # SIGTERM (an admin, a scheduler) ends the run within a step, saves last.ckpt and records it
+        # as "interrupted", so `fmnist-tui run --resume` can carry on. A hang-up (the SSH link or the
+        # terminal went away) hands the run over to a background process that carries on by itself.
+        if sig == signal.SIGHUP and self.run_in_progress and self.run_path is not None:
+            try:
+                self.hand_over(wait=False)
+            except Exception:  # noqa: BLE001 - no process, no terminal to say so: at least stop and save
+                pass
         if self._host is not None:
             self._host.on_signal(sig)
         # After a hang-up the terminal is gone: Textual's writes to it fail and its output queue
@@ -257,6 +298,7 @@ class FmnistApp(App):
         os._exit(128 + sig)
 
     def on_unmount(self) -> None:
+        self._follow_stop.set()
         if self._host is not None:
             self._host.request_stop()  # however the app ends, the training thread must not outlive it for long
 
@@ -279,12 +321,14 @@ def make_app(**kwargs: Any) -> FmnistApp:
 
 
 def run_app(
-    preset: str | None, start: bool, data_dir: str | None, runs_dir: str | None,
-    presets_dirs: list[Path], overrides: dict[str, Any],
+    preset: str | None = None, start: bool = False, data_dir: str | None = None, runs_dir: str | None = None,
+    presets_dirs: list[Path] | tuple = (), overrides: dict[str, Any] | None = None, attach: Path | None = None,
+    alerts: bool = True,
 ) -> int:  # fmt: skip
-    """`fmnist-tui` with no subcommand. Raises ConfigError for an unknown preset or bad --set."""
-    app = FmnistApp(preset=preset, start=start, data_dir=data_dir, runs_dir=runs_dir,
-                    presets_dirs=presets_dirs, overrides=overrides, handle_signals=True)  # fmt: skip
+    """`fmnist-tui` (and `fmnist-tui attach`). Raises ConfigError for an unknown preset or bad --set."""
+    overrides = overrides or {}
+    app = FmnistApp(preset=preset, start=start, data_dir=data_dir, runs_dir=runs_dir, presets_dirs=presets_dirs,
+                    overrides=overrides, handle_signals=True, attach=attach, alerts=alerts)  # fmt: skip
     if preset is not None:
         app.presets.get(preset)  # an unknown preset: say so before drawing
     if overrides:  # a bad --set value (unknown model, not UTF-8, out of range): say so before drawing
@@ -295,6 +339,8 @@ def run_app(
     try:
         app.run()
     finally:
-        if app._host is not None:
+        if app._host is not None and not app._handing_over:
             app._host.request_stop()
+    for line in app.exit_note.splitlines():
+        print(printable(line))
     return app.return_code or 0

@@ -17,7 +17,7 @@ from collections import deque
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from fmnist_tui.engine.events import Event, StepProgress
+from fmnist_tui.engine.events import Event, RunStarted, StepProgress
 
 
 class EngineMessage(Message):
@@ -56,7 +56,8 @@ class Relay:
     def __init__(self, target: MessagePump, run_id: int) -> None:
         self.target = target
         self.run_id = run_id
-        self.losses: deque[tuple[int, float]] = deque(maxlen=MAX_UNDRAINED)  # appended here, drained by the UI
+        # (step, loss) appended here, drained by the UI; (step, None) marks a resume from `step`
+        self.losses: deque[tuple[int, float | None]] = deque(maxlen=MAX_UNDRAINED)
         self._latest: StepProgress | None = None
         self._posted = False  # a progress message is on its way that will read _latest
 
@@ -67,6 +68,8 @@ class Relay:
             if self._posted:
                 return  # the message already on its way will carry this progress
             self._posted = True
+        elif isinstance(event, RunStarted):
+            self.losses.append((event.start_step, None))  # in order with the points around it
         self.target.post_message(EngineMessage(event, self.run_id))
 
     def take_progress(self) -> StepProgress | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fmnist_tui.config import RunConfig
 from fmnist_tui.engine.events import EpochEnd, LogLine, RunEnded, RunStarted, StepProgress
@@ -22,17 +23,29 @@ class RunState:
     logs: deque[LogLine] = field(default_factory=lambda: deque(maxlen=MAX_LOG_LINES))
     logs_total: int = 0  # lines ever added; views write the ones they have not seen
     ended: RunEnded | None = None
+    attached: Path | None = None  # the run's folder when the app follows a run it does not host
     version: int = 0  # bumped on every change; views redraw when it moves
 
-    def add_losses(self, points: deque[tuple[int, float]] | list[tuple[int, float]]) -> None:
-        """Take (step, loss) points; a deque is drained (it is the relay's, filled by the training thread)."""
+    def add_losses(self, points: deque[tuple[int, float | None]] | list[tuple[int, float | None]]) -> None:
+        """Take (step, loss) points; a deque is drained (it is the relay's, filled by another thread).
+        (step, None) marks a resume at `step`: the points after it were trained again."""
         if isinstance(points, deque):
             pop = points.popleft
-            self.losses.extend(pop() for _ in range(len(points)))  # what is there now; later ones next time
+            taken = [pop() for _ in range(len(points))]  # what is there now; later ones next time
         else:
-            self.losses.extend(points)
+            taken = list(points)
+        for step, loss in taken:
+            if loss is None:
+                self.losses = [p for p in self.losses if p[0] <= step]
+            else:
+                self.losses.append((step, loss))
         if len(self.losses) > MAX_LOSS_POINTS:
             self.losses = halve(self.losses)
+
+    def go_on_from(self, started: RunStarted) -> None:
+        """A segment starts (a resume, a hand-over): what the earlier one did after its checkpoint is gone."""
+        self.epochs = [e for e in self.epochs if e.epoch < started.start_epoch]
+        self.ended = None
 
     def add_log(self, line: LogLine) -> None:
         self.logs.append(line)

@@ -19,15 +19,28 @@ if TYPE_CHECKING:
 
 
 class StartRun(Message):
-    """Start this config (the app refuses while a run is in progress, and says so)."""
+    """Start this config (the app refuses while a run is in progress, and says so); `background`:
+    in a process of its own, which the live view attaches to."""
 
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: RunConfig, background: bool = False) -> None:
         super().__init__()
-        self.config = config
+        self.config, self.background = config, background
 
 
 class StopRun(Message):
     """Stop the run in progress within a step; its checkpoint is kept."""
+
+
+class ControlRun(Message):
+    """A control for the run shown, in-app or attached: stop, stop-after-epoch, checkpoint, lr."""
+
+    def __init__(self, action: str, value: float | None = None) -> None:
+        super().__init__()
+        self.action, self.value = action, value
+
+
+class Detach(Message):
+    """Stop following the attached run (it goes on in its own process)."""
 
 
 class AppScreen(Screen):

@@ -1,7 +1,8 @@
-"""Small dialogs: confirm a question, ask for a new preset name."""
+"""Small dialogs: confirm a question, quit with a run in progress, set the lr, name a new preset."""
 
 from __future__ import annotations
 
+import math
 import re
 
 from textual import on
@@ -41,6 +42,75 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
+
+
+class QuitRunScreen(ModalScreen[str | None]):
+    """Quitting with a run in progress: stop it, keep it going in a background process, or not quit."""
+
+    BINDINGS = [
+        Binding("s", "answer('stop')", "Stop"),
+        Binding("b", "answer('background')", "Background"),
+        Binding("escape,n", "answer(None)", "Cancel"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static("A run is in progress. Quit and…", classes="dialog-text", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("stop the run (s)", id="stop", variant="error", compact=True)
+                yield Button("keep it running in the background (b)", id="background", variant="success",
+                             compact=True)  # fmt: skip
+                yield Button("Cancel (esc)", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()  # the safe answer is the default
+
+    def action_answer(self, answer: str | None) -> None:
+        self.dismiss(answer)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None if event.button.id == "cancel" else event.button.id)
+
+
+class LrScreen(ModalScreen[float | None]):
+    """Asks for the learning rate to train with from the next step on."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, current: float | None) -> None:
+        super().__init__()
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            now = f" (now {self.current:.4g})" if self.current else ""
+            yield Static(f"Learning rate from the next step on{now}.\nA one-cycle or cosine schedule is scaled "
+                         "to go on from it.", classes="dialog-text", markup=False)  # fmt: skip
+            yield Input(f"{self.current:.4g}" if self.current else "", id="lr-value", placeholder="e.g. 0.001")
+            yield Static("", id="lr-error", markup=False)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Set (enter)", id="ok", variant="success", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
+
+    def _value(self) -> float | None:
+        try:
+            value = float(self.query_one(Input).value.strip())
+        except ValueError:
+            value = math.nan
+        ok = math.isfinite(value) and value > 0
+        self.query_one("#lr-error", Static).update("" if ok else "✖ a number above 0, e.g. 0.001")
+        return value if ok else None
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#ok")
+    def _ok(self) -> None:
+        value = self._value()
+        if value is not None:
+            self.dismiss(value)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
 
 def name_problem(name: str, taken: set[str]) -> str | None:

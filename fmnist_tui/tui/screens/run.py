@@ -18,7 +18,8 @@ from textual.widgets import Button, Header, RichLog, Static, TabbedContent, TabP
 from fmnist_tui.engine.events import LogLine, RunEnded
 from fmnist_tui.format import clock, num, pct, printable
 from fmnist_tui.tui.epochs import EpochRow
-from fmnist_tui.tui.screens.base import AppScreen, StopRun
+from fmnist_tui.tui.screens.base import AppScreen, ControlRun, Detach, StopRun
+from fmnist_tui.tui.screens.modals import LrScreen
 from fmnist_tui.tui.state import RunState
 from fmnist_tui.tui.widgets.charts import MetricsChart
 from fmnist_tui.tui.widgets.epoch_table import EpochTable
@@ -66,8 +67,15 @@ def result_text(end: RunEnded) -> Text:
 class RunScreen(AppScreen):
     TITLE = "fmnist-tui"
     SUB_TITLE = "live run"
-    BINDINGS = [Binding("s", "stop", "Stop"), Binding("q", "app.quit", "Quit")]
-    AUTO_FOCUS = "Tabs"  # left/right switch tabs at once; s and q are free keys here
+    BINDINGS = [
+        Binding("s", "control('stop')", "Stop"),
+        Binding("q", "app.quit", "Quit"),
+        Binding("d", "detach", "Detach: run goes on"),
+        Binding("e", "control('stop-after-epoch')", "Stop after epoch"),
+        Binding("c", "control('checkpoint')", "Checkpoint"),
+        Binding("l", "set_lr", "Set lr"),
+    ]
+    AUTO_FOCUS = "Tabs"  # left/right switch tabs at once; the keys above are free here
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,7 +85,7 @@ class RunScreen(AppScreen):
         self._logs_seen = 0
         self._chart_dirty = False
         self._chart_drawn_at = 0.0
-        self._was_running: bool | None = None
+        self._keys: tuple | None = None  # what the footer's keys depend on, as last shown
         self._shown: dict[str, object] = {}  # selector -> text last given to that Static
 
     def compose(self) -> ComposeResult:
@@ -110,16 +118,35 @@ class RunScreen(AppScreen):
         if event.pane.id == "tab-chart":
             self.sync(force=True)  # charts are not drawn while hidden
 
-    def action_stop(self) -> None:
-        self.post_message(StopRun())
+    def action_control(self, action: str) -> None:
+        self.post_message(StopRun() if action == "stop" else ControlRun(action))
+
+    def action_set_lr(self) -> None:
+        state = self.fmnist.state
+        current = state.epochs[-1].lr if state.epochs else state.config.lr if state.config else None
+
+        def answered(value: float | None) -> None:
+            if value is not None:
+                self.post_message(ControlRun("lr", value))
+
+        self.app.push_screen(LrScreen(current), answered)
+
+    def action_detach(self) -> None:
+        self.post_message(Detach())
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "stop":
             self.post_message(StopRun())
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "stop":
-            return self.fmnist.run_in_progress  # no run, nothing to stop: not in the footer at all
+        # Keys that cannot act now are not in the footer at all (no run, a run that has ended).
+        app = self.fmnist
+        if action == "control" and parameters == ("stop",):
+            return app.run_in_progress or app.following
+        if action in ("control", "set_lr"):  # through the run's control channel: once it has a folder
+            return app.following or (app.run_in_progress and app.state.started is not None)
+        if action == "detach":
+            return app.attached is not None
         return True
 
     def sync(self, force: bool = False) -> None:
@@ -144,9 +171,10 @@ class RunScreen(AppScreen):
             self._chart_dirty, self._chart_drawn_at = False, now
 
     def _show(self, state: RunState) -> None:
-        running = self.fmnist.run_in_progress
-        if running != self._was_running:  # the footer recomposes on every refresh: only on change
-            self._was_running = running
+        running = self.fmnist.run_in_progress or self.fmnist.following
+        keys = (running, state.started is not None, state.attached is not None)
+        if keys != self._keys:  # the footer recomposes on every refresh: only on change
+            self._keys = keys
             self.query_one("#stop", Button).display = running
             self.refresh_bindings()
         # Static.update asks for a layout pass of the screen: only when the text changes.
@@ -174,12 +202,17 @@ class RunScreen(AppScreen):
             self.query_one(selector, Static).update(text)
 
     def _title(self, state: RunState) -> str:
-        if state.config is None:
+        if state.config is None and state.attached is None:
             return "No run yet: pick a preset on the setup screen (f2) and start it."
-        device = state.started.device if state.started else self.fmnist.device or ""
-        name = f"{state.config.name} · {state.config.model}/{state.config.optimizer}"
+        device = state.started.device if state.started else "" if state.attached else self.fmnist.device or ""
+        if state.config is not None:
+            name = f"{state.config.name} · {state.config.model}/{state.config.optimizer}"
+        else:
+            name = printable(state.attached.name if state.attached else "")
+        if state.attached is not None:
+            name = f"{name} · own process"  # attached: d detaches, the run goes on
         if state.ended:
             return f"{name} · {device}".rstrip(" ·")
         if state.started is None:
-            return f"● starting {name} (loading data)…"
+            return f"● reading {name}…" if state.attached else f"● starting {name} (loading data)…"
         return f"● training {name} · {device}"

@@ -1,4 +1,5 @@
-"""Choose a preset, edit every option, start the run or save the form as a preset."""
+"""Choose a preset, edit every option, start the run (in the app, or in a background process
+that outlives the terminal) or save the form as a preset."""
 
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ class SetupScreen(AppScreen):
     SUB_TITLE = "set up a run"
     BINDINGS = [
         Binding("ctrl+r", "start", "Start", priority=True),
-        Binding("ctrl+s", "save", "Save", tooltip="Save the form as a new preset", priority=True),
         Binding("ctrl+q", "app.quit", "Quit", priority=True),  # q types into the fields here
+        # ctrl+b is tmux's prefix: g, as in "go on without me"
+        Binding("ctrl+g", "start_background", "Background", tooltip="Start in a background process", priority=True),
+        Binding("ctrl+s", "save", "Save", tooltip="Save the form as a new preset", priority=True),
     ]
 
     def compose(self) -> ComposeResult:
@@ -38,11 +41,14 @@ class SetupScreen(AppScreen):
                 with Horizontal(id="actions"):
                     yield Static("", id="form-status", markup=False)
                     yield Button("Save preset", id="save", compact=True)
+                    yield Button("Background", id="background", variant="primary", compact=True)
                     yield Button("Start ▶", id="start", variant="success", compact=True)
         yield AppFooter()
 
     def on_resize(self, event: events.Resize) -> None:
-        self.query_one("#save", Button).label = "Save" if event.size.width < NARROW else "Save preset"
+        narrow = event.size.width < NARROW
+        self.query_one("#save", Button).label = "Save" if narrow else "Save preset"
+        self.query_one("#background", Button).label = "Bg" if narrow else "Background"
 
     def on_mount(self) -> None:
         self.query_one(PresetList).show(self.fmnist.presets, self.fmnist.initial_preset)
@@ -82,7 +88,7 @@ class SetupScreen(AppScreen):
     def _validated(self, event: ConfigForm.Validated) -> None:
         start = self.query_one("#start", Button)
         if start.disabled != (event.config is None):
-            start.disabled = event.config is None
+            start.disabled = self.query_one("#background", Button).disabled = event.config is None
             self.refresh_bindings()  # the footer greys out Start
         self._update_status()
 
@@ -99,13 +105,17 @@ class SetupScreen(AppScreen):
             status.remove_class("-bad")
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "start":
+        if action in ("start", "start_background"):
             return True if self.query_one(ConfigForm).config is not None else None
         return True
 
     # -- actions ----------------------------------------------------------------------
+    @on(Button.Pressed, "#background")
+    def action_start_background(self) -> None:
+        self.action_start(background=True)
+
     @on(Button.Pressed, "#start")
-    def action_start(self) -> None:
+    def action_start(self, background: bool = False) -> None:
         config = self.query_one(ConfigForm).check()
         if config is None:
             self.notify("Fix the fields marked ✖ first", severity="error")
@@ -116,11 +126,11 @@ class SetupScreen(AppScreen):
 
             def answered(yes: bool | None) -> None:
                 if yes:
-                    self.post_message(StartRun(config))
+                    self.post_message(StartRun(config, background))
 
             self.app.push_screen(ConfirmScreen(question, yes="Start anyway", no="Cancel"), answered)
             return
-        self.post_message(StartRun(config))
+        self.post_message(StartRun(config, background))
 
     @on(Button.Pressed, "#save")
     def action_save(self) -> None:

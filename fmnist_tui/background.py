@@ -1,0 +1,138 @@
+"""Background runs: the headless engine in a process of its own, detached from any terminal.
+
+`start(job)` (or `launch` then `wait`) launches `python -m fmnist_tui.cli.background` in a new session (no controlling
+terminal, so no hang-up reaches it), hands it the job as JSON on its stdin, and waits for
+one line on its stdout: the run's folder once the run is locked and its own, or why it
+was refused. The process then writes its output to `run.log` in the run folder and its
+events to `events.jsonl`, serves the run's controls, and ignores SIGHUP; SIGTERM ends the
+run as `interrupted` and Ctrl-C (SIGINT) as `stopped`, checkpoint saved, as for `run`.
+
+Until the run has a folder, the process's stderr goes to a file of its own in the runs
+folder, so a crash at start is reported by `start`, not lost. No torch here, no textual.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fmnist_tui import paths
+from fmnist_tui.format import printable
+from fmnist_tui.runs import RunStore
+
+LOG = "run.log"
+START_TIMEOUT_S = 120.0  # torch's import, the lock of a run being handed over, the resume's checks
+
+
+class BackgroundError(Exception):
+    """The background run did not start: one line; `code` 2 when it refused the input."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Job:
+    """What the background process runs: a new run of `config`, or more of run `resume`."""
+
+    config: dict[str, Any] | None = None
+    resume: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    runs_dir: str | None = None
+    data_dir: str | None = None
+    lock_wait_s: float = 1.0  # a hand-over waits for the app's thread to let go of the run
+    progress_every: float | None = None
+    verbose: bool = False
+
+
+@dataclass
+class Started:
+    run_path: Path
+    pid: int
+
+
+class Launched:
+    """A background process on its way; `wait` for it to hold its run."""
+
+    def __init__(self, proc: subprocess.Popen, early: Path):
+        self.proc, self.early = proc, early
+
+    def wait(self, timeout_s: float = START_TIMEOUT_S) -> Started:
+        """The run's folder once the process holds it; BackgroundError if it could not start."""
+        assert self.proc.stdout is not None
+        try:
+            line = _read_line(self.proc.stdout, timeout_s)
+        finally:
+            self.proc.stdout.close()
+        try:
+            reply = json.loads(line) if line else {}
+        except ValueError:
+            reply = {}
+        if "run_dir" in reply:
+            return Started(Path(reply["run_dir"]), self.proc.pid)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        tail = _tail(self.early)
+        self.early.unlink(missing_ok=True)
+        if "error" in reply:
+            raise BackgroundError(str(reply["error"]), int(reply.get("code", 1)))
+        raise BackgroundError(f"the background run ended before it started{': ' + tail if tail else ''}")
+
+
+def launch(job: Job) -> Launched:
+    """Start the background process for `job` (RunStoreError if the runs folder is not writable)."""
+    root = paths.runs_dir(job.runs_dir)
+    RunStore(root).check_writable()  # one line, before any process starts
+    early = root / f".background-{uuid.uuid4().hex[:12]}.log"
+    log_fd = os.open(early, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fmnist_tui.cli.background", str(early)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_fd, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+    finally:
+        os.close(log_fd)
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(asdict(job)).encode() + b"\n")
+    proc.stdin.close()
+    threading.Thread(target=proc.wait, name="fmnist-reap", daemon=True).start()  # no zombie left behind
+    return Launched(proc, early)
+
+
+def start(job: Job, timeout_s: float = START_TIMEOUT_S) -> Started:
+    """Launch the job and return once it holds its run (BackgroundError if it could not)."""
+    return launch(job).wait(timeout_s)
+
+
+def _read_line(stream, timeout_s: float) -> bytes:
+    deadline, data = time.monotonic() + timeout_s, b""
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([stream], [], [], left)[0]:
+            break
+        chunk = os.read(stream.fileno(), 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return printable(" / ".join(text[-lines:]))

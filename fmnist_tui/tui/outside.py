@@ -1,0 +1,160 @@
+"""The app's side of runs that live in their own process: starting one in the background,
+attaching to one (following its folder), controlling one, and handing the app's own run
+over to a background process when the app quits or its terminal hangs up.
+
+The base class of FmnistApp (tui/app.py), which holds the run state these methods change.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+from pathlib import Path
+
+from textual.app import App
+
+from fmnist_tui.background import Job, launch
+from fmnist_tui.config import RunConfig
+from fmnist_tui.host import RunHost
+from fmnist_tui.tui import watch
+from fmnist_tui.tui.relay import Relay
+from fmnist_tui.tui.screens.base import ControlRun, Detach
+from fmnist_tui.tui.state import RunState
+
+
+def _text(path) -> str | None:
+    return str(path) if path else None
+
+
+class OutsideRuns(App):
+    """FmnistApp's base: what these methods use of the app is declared here."""
+
+    state: RunState
+    run_id: int
+    runs_dir: str | None
+    data_dir: str | None
+    attached: Path | None
+    exit_note: str
+    _relay: Relay | None
+    _host: RunHost | None
+    _follow_stop: threading.Event
+    _handing_over: bool
+
+    @property
+    def run_in_progress(self) -> bool:
+        raise NotImplementedError
+
+    def stop_and_quit(self) -> None:
+        raise NotImplementedError
+
+    def stop_run(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def following(self) -> bool:
+        """Attached to a run that has not ended (as far as its folder says)."""
+        return self.attached is not None and self.state.ended is None
+
+    @property
+    def run_path(self) -> Path | None:
+        """The folder of the run shown, once it has one: where its controls go."""
+        if self.attached is not None:
+            return self.attached
+        return self._host.run_path if self._host is not None else None
+
+    # -- runs in their own process ------------------------------------------------------
+    def start_background(self, config: RunConfig) -> None:
+        """Start in background: the run gets its own process; the live view attaches to it."""
+        job = Job(config=config.model_dump(), runs_dir=_text(self.runs_dir), data_dir=_text(self.data_dir))
+        self.notify("Starting the run in a background process…", timeout=3)
+        self.run_worker(partial(watch.start_background, self, job), thread=True, exit_on_error=False,
+                        group="background")  # fmt: skip
+
+    def on_background_started(self, message: watch.BackgroundStarted) -> None:
+        if message.started is None:
+            title = "Could not hand the run over" if self._handing_over else "Could not start in the background"
+            self._handing_over = False
+            self.notify(message.error or "unknown error", title=title, severity="error", timeout=10, markup=False)
+            return
+        name = message.started.run_path.name
+        if self._handing_over:  # our thread has stopped; the background process holds the run now
+            self.exit_note = (f"Run {name} goes on in the background (pid {message.started.pid}).\n"
+                              f"  fmnist-tui attach {name}    fmnist-tui control {name} stop")  # fmt: skip
+            self.exit(return_code=0)
+            return
+        self.notify(f"Run {name} runs in its own process (pid {message.started.pid}); d detaches.", timeout=6)
+        self.attach(message.started.run_path)
+
+    def attach(self, path: Path) -> bool:
+        """Show the run in `path` live from its folder: its history first, then as it goes."""
+        if self.run_in_progress:
+            self.notify("A run of this app is in progress: stop it first (s on the live screen).", severity="warning")
+            return False
+        self.detach(quiet=True)
+        self.run_id += 1
+        self.attached = Path(path)
+        self.state = RunState(config=watch.config_of(self.attached), attached=self.attached)
+        self._relay = Relay(self, self.run_id)
+        self._follow_stop = threading.Event()
+        self.run_worker(partial(watch.follow, self.attached, self._relay, self._follow_stop), thread=True,
+                        exit_on_error=False, group="follow", name=f"follow-{self.run_id}")  # fmt: skip
+        self.switch_mode("run")
+        self.refresh_bindings()
+        return True
+
+    def detach(self, quiet: bool = False) -> None:
+        """Stop following the attached run; it goes on in its own process."""
+        if self.attached is None:
+            return
+        self._follow_stop.set()
+        name, going = self.attached.name, self.following
+        self.attached = None
+        self.run_id += 1  # late events of the follower are ignored
+        self.state = RunState()
+        if not quiet:
+            what = "keeps running in its own process" if going else "is closed"
+            self.notify(f"Detached: run {name} {what}.", timeout=5, markup=False)
+        self.refresh_bindings()
+
+    def on_control_run(self, message: ControlRun) -> None:
+        if message.action == "stop" and self.run_in_progress:
+            self.stop_run()
+            return
+        path = self.run_path
+        if path is None or not (self.following or self.run_in_progress):
+            self.notify("No run to control (or it is still starting).", severity="warning")
+            return
+        self.run_worker(partial(watch.send_control, self, path, message.action, message.value), thread=True,
+                        exit_on_error=False, group="control")  # fmt: skip
+
+    def on_control_answered(self, message: watch.ControlAnswered) -> None:
+        self.notify(message.text, severity="information" if message.ok else "error", timeout=5, markup=False)
+
+    def hand_over(self, wait: bool = True) -> None:
+        """Keep the in-app run going in a background process: that process starts (importing torch
+        takes seconds) and waits for the run's lock; this app's thread stops within a step, saves
+        last.ckpt and lets go; the process resumes from there, exactly. Without `wait` (a hang-up:
+        nobody is left to tell) the app does not wait to hear that it has."""
+        host, path = self._host, self.run_path
+        if host is None or path is None or not self.run_in_progress:
+            if wait:
+                self.stop_and_quit()
+            return
+        self._handing_over = True
+        job = Job(resume=str(path), runs_dir=_text(self.runs_dir), data_dir=_text(self.data_dir), lock_wait_s=300)
+
+        def stop_ours() -> None:
+            host.stop.request("interrupted")
+
+        if not wait:
+            try:
+                launch(job)
+            finally:
+                stop_ours()
+            return
+        self.notify("Handing the run over to a background process…", timeout=10)
+        self.run_worker(partial(watch.start_background, self, job, stop_ours), thread=True, exit_on_error=False,
+                        group="background")  # fmt: skip
+
+    def on_detach(self, message: Detach) -> None:
+        self.detach()
