@@ -11,6 +11,8 @@ Runs, each on the quickstart MLP with SGD lr 1e-3 for the same number of steps:
   engine                fmnist-tui's engine, headless, with step progress reported
   engine_app_thr        the same with the torch thread count the app uses (one core left to the UI)
   engine_app            the same engine under the Textual app, driven headlessly (skipped if the app is absent)
+  engine_bg_attached    the engine as a background process with an app attached (driven headlessly at 80x24);
+                        also prints the bytes/s the attached app sends to its terminal
 Every setup runs `--rounds` times, interleaved; the table shows each setup's median and
 spread, and each ratio is the median of the ratios within a round. It prints samples/s with
 ratios, ending with `engine_vs_quickstart_plain_ratio=<float>`.
@@ -232,6 +234,62 @@ def engine_app(args, steps: int, runs_dir: str) -> float | None:
     return engine_rate(events)
 
 
+TERMINAL_BYTES_PER_S: list[float] = []  # one per engine_bg_attached round
+
+
+def engine_bg_attached(args, steps: int, runs_dir: str) -> float | None:
+    """The same run as a background process (all its cores), an app attached at 80x24 until it
+    sees the end. The rate comes from the run's events.jsonl, by the same formula as `engine`."""
+    try:
+        from textual.drivers.headless_driver import HeadlessDriver
+
+        from fmnist_tui.tui.app import make_app
+    except ImportError:
+        return None
+    from unittest.mock import patch
+
+    from fmnist_tui.background import Job, start
+    from fmnist_tui.engine.eventlog import FILE, EventReader
+
+    started = start(Job(config=engine_config(args, steps, runs_dir).model_dump(), runs_dir=runs_dir,
+                        data_dir=args.data_dir))  # fmt: skip
+    # Textual picks its colours from the environment: count what a truecolor terminal gets (the most bytes).
+    with patch.dict(os.environ, TERM="xterm-256color", COLORTERM="truecolor"):
+        app = make_app(attach=started.run_path, runs_dir=runs_dir, alerts=False)
+    written = [0]
+
+    class Counting(HeadlessDriver):
+        # Textual skips rendering when the driver is headless; this one says it is not, so
+        # every frame goes down Textual's own terminal path (App._display) and lands here.
+        is_headless = False
+
+        def write(self, data: str) -> None:
+            written[0] += len(data.encode("utf-8"))
+
+    async def drive():
+        async with app.run_test(size=(80, 24)) as pilot:
+            app._driver.__class__ = Counting  # from here on (the first full paint is left out)
+            since, deadline = time.perf_counter(), time.monotonic() + 1800
+            while app.state.ended is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the attached app never saw the end of {started.run_path}")
+                await pilot.pause(0.25)
+            TERMINAL_BYTES_PER_S.append(written[0] / (time.perf_counter() - since))
+
+    asyncio.run(drive())
+    while pid_alive(started.pid):  # its exit (test run, files) must not overlap the next setup
+        time.sleep(0.1)
+    return engine_rate(EventReader(started.run_path / FILE).read_all())
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def paired(a: list[float], b: list[float]) -> float:
     """The median over rounds of a/b, each ratio from one round: drift between rounds
     (clocks, a noisy neighbour) moves both sides of a ratio together and cancels."""
@@ -256,7 +314,8 @@ def main() -> None:
     setups = {"quickstart_plain": quickstart_plain, "quickstart_lightning": quickstart_lightning, "device_plain": device_plain,
               "engine": lambda a, s: engine(a, s, runs_dir),
               "engine_app_thr": lambda a, s: engine(a, s, runs_dir, cpu_threads=app_threads()),
-              "engine_app": lambda a, s: engine_app(a, s, runs_dir)}  # fmt: skip
+              "engine_app": lambda a, s: engine_app(a, s, runs_dir),
+              "engine_bg_attached": lambda a, s: engine_bg_attached(a, s, runs_dir)}  # fmt: skip
     setups = {name: fn for name, fn in setups.items() if not args.only or name in args.only}
     runs: dict[str, list[float]] = {name: [] for name in setups}
     for round_no in range(1, args.rounds + 1):
@@ -266,10 +325,10 @@ def main() -> None:
                 runs[name].append(rate)
             shown = "skipped" if rate is None else f"{rate:>10,.0f} samples/s"
             print(f"  round {round_no}/{args.rounds}  {name:<20} {shown}", flush=True)
-    report(args, steps, {name: r for name, r in runs.items() if r})
+    report(args, steps, {name: r for name, r in runs.items() if r}, TERMINAL_BYTES_PER_S)
 
 
-def report(args, steps: int, runs: dict[str, list[float]]) -> None:
+def report(args, steps: int, runs: dict[str, list[float]], terminal_bytes_per_s: list[float] = ()) -> None:
     device = device_of(args)
     where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     print(f"\n{where}, torch {torch.__version__}, tutorial MLP + SGD, batch {args.batch_size}, "
@@ -285,6 +344,10 @@ def report(args, steps: int, runs: dict[str, list[float]]) -> None:
         print(f"app_overhead={1 - paired(runs['engine_app'], runs['engine_app_thr']):.3f}")
     if "engine_app" in runs and "engine" in runs:
         print(f"app_vs_headless_all_cores={paired(runs['engine_app'], runs['engine']):.3f}")
+    if "engine_bg_attached" in runs and "engine" in runs:
+        print(f"bg_attached_vs_headless_all_cores={paired(runs['engine_bg_attached'], runs['engine']):.3f}")
+    if terminal_bytes_per_s:
+        print(f"attached_terminal_bytes_per_s={median(terminal_bytes_per_s):.1f}")
     if "engine" in runs and "device_plain" in runs:
         # What the engine (Lightning, progress, stop checks) adds to each step over the plain loop.
         extra = median(
