@@ -24,7 +24,7 @@ from fmnist_tui.metrics import read_rows
 from fmnist_tui.runs import lock_held
 from tests.test_cli import ROOT
 from tests.test_record import RECORD, assert_same_record, go, summary
-from tests.test_record_processes import ENV, PER_EPOCH, preset, reference, resume  # noqa: F401 - fixtures
+from tests.test_record_processes import ENV, PER_EPOCH, preset, reference, resume  # noqa: F401 - fixtures by name
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,9 @@ def loaded_after(module: str) -> set[str]:
 
 @pytest.mark.parametrize("module", ["fmnist_tui.config", "fmnist_tui.presets", "fmnist_tui.runs", "fmnist_tui.metrics",
                                     "fmnist_tui.files", "fmnist_tui.format", "fmnist_tui.engine.events",
-                                    "fmnist_tui.engine.stop", "fmnist_tui.cli.main"])  # fmt: skip
+                                    "fmnist_tui.engine.stop", "fmnist_tui.cli.main", "fmnist_tui.cli.inflight",
+                                    "fmnist_tui.follow", "fmnist_tui.background", "fmnist_tui.engine.eventlog",
+                                    "fmnist_tui.engine.control", "fmnist_tui.settings"])  # fmt: skip
 def test_light_modules_import_neither_torch_nor_textual(module):
     assert not {"torch", "textual", "pytorch_lightning"} & loaded_after(module)
 

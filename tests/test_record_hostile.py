@@ -77,9 +77,9 @@ def test_a_resume_decides_on_what_the_folder_holds_once_it_has_the_lock(tmp_path
     RunDir(folder).write_summary(status="stopped")  # what a reader saw before another process finished it
     real = RunDir.lock
 
-    def lock_after_the_other_process_finished(self):
+    def lock_after_the_other_process_finished(self, wait_s=1.0):
         self.write_summary(status="finished")
-        real(self)
+        real(self, wait_s)
 
     monkeypatch.setattr(RunDir, "lock", lock_after_the_other_process_finished)
     with pytest.raises(ConfigError, match="has finished its 1 epochs"):

@@ -69,6 +69,8 @@ class FmnistApp(OutsideRuns):
         self.alerts = alerts and settings.alerts
         self.alerts_sent: list[str] = []  # what was rung, once per run end (tests read it)
         self.attach_at_once = attach
+        if attach is not None:
+            self.DEFAULT_MODE = "run"  # the setup screen (and its torch import) only when visited
         self.data_dir, self.runs_dir = data_dir, runs_dir
         self.presets_dirs = [Path(p) for p in presets_dirs]
         self.overrides = dict(overrides or {})

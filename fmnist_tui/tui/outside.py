@@ -18,7 +18,7 @@ from fmnist_tui.config import RunConfig
 from fmnist_tui.host import RunHost
 from fmnist_tui.tui import watch
 from fmnist_tui.tui.relay import Relay
-from fmnist_tui.tui.screens.base import ControlRun, Detach
+from fmnist_tui.tui.screens.base import AttachRun, ControlRun, Detach
 from fmnist_tui.tui.state import RunState
 
 
@@ -155,6 +155,9 @@ class OutsideRuns(App):
         self.notify("Handing the run over to a background process…", timeout=10)
         self.run_worker(partial(watch.start_background, self, job, stop_ours), thread=True, exit_on_error=False,
                         group="background")  # fmt: skip
+
+    def on_attach_run(self, message: AttachRun) -> None:
+        self.attach(message.path)
 
     def on_detach(self, message: Detach) -> None:
         self.detach()

@@ -136,8 +136,8 @@ def test_run_stop_restart_and_quit_over_a_terminal(tmux, presets_dir, tmp_path):
     tmux.wait_for(lambda s: "● training" in s and LOSS.search(s), "the second run", timeout=60)
 
     tmux.keys("q")  # quitting with a run in progress asks first
-    tmux.wait_for(lambda s: "Stop and quit" in s, "the quit question")
-    tmux.keys("y")
+    tmux.wait_for(lambda s: "stop the run" in s and "keep it running in the background" in s, "the quit question")
+    tmux.keys("s")
     assert tmux.exit_status() == "0"
 
     ended = summaries(runs)
@@ -172,10 +172,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_ssh_drop_stops_the_run_and_the_process_ends(tmux, presets_dir, tmp_path):
-    """Closing the terminal (SIGHUP) must save the run and not leave a process behind."""
+def test_ssh_drop_hands_the_run_to_a_background_process_and_attach_shows_it(tmux, presets_dir, tmp_path):
+    """Closing the terminal (SIGHUP): the app saves the run and ends; a background process goes on
+    from that checkpoint and finishes the run; `fmnist-tui attach` in a new terminal shows it."""
+    from fmnist_tui.metrics import read_rows
+    from fmnist_tui.runs import lock_held, read_config
+
     runs = tmp_path / "e2e-runs"
-    tmux.start(command(presets_dir, runs), environment(tmp_path))
+    tmux.start(command(presets_dir, runs) + ["--set", "epochs=40"], environment(tmp_path))
     tmux.wait_for(lambda s: "training" in s and LOSS.search(s), "training", timeout=60)
     pid = tmux.app_pid()
     tmux("kill-server")  # the terminal goes away, as when an SSH connection drops
@@ -183,7 +187,23 @@ def test_ssh_drop_stops_the_run_and_the_process_ends(tmux, presets_dir, tmp_path
     while not gone(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert gone(pid), "the app is still running without a terminal"
-    assert_interrupted_with_checkpoint(runs)
+    (folder,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
+    deadline = time.monotonic() + 120
+    while json.loads((folder / "summary.json").read_text())["status"] != "finished" or lock_held(folder):
+        assert time.monotonic() < deadline, (folder / "summary.json").read_text()
+        time.sleep(0.2)
+    steps = [int(r["step"]) for r in read_rows(folder / "metrics.csv") if r["kind"] == "step"]
+    assert steps == list(range(1, len(steps) + 1)), "each step once: no gap, no repeat across the hand-over"
+    assert len([r for r in read_rows(folder / "metrics.csv") if r["kind"] == "epoch"]) == 40
+    _, history = read_config(folder)
+    assert [h["status_before"] for h in history] == ["interrupted"]  # one hand-over, recorded
+    assert "run " in (folder / "run.log").read_text()  # the background process's own output
+
+    tmux.start(fmnist_tui() + ["attach", folder.name, "--runs-dir", str(runs)], environment(tmp_path))
+    screen = tmux.wait_for(lambda s: "finished" in s and "test acc" in s, "the run's record")
+    assert "40/40" in screen or "Epoch" in screen
+    tmux.keys("q")
+    assert tmux.exit_status() == "0"
 
 
 def test_broken_presets_and_bytes_that_are_not_utf8(tmux, presets_dir, tmp_path):

@@ -10,7 +10,7 @@ from fmnist_tui.tui.app import make_app
 from fmnist_tui.tui.screens.runs import RunsScreen
 
 # screen key -> its main action
-MAIN = {"f2": "start", "f3": "stop", "f4": "open"}
+MAIN = {"f2": "start", "f3": "control('stop')", "f4": "open"}
 
 
 @pytest.fixture
@@ -53,13 +53,13 @@ async def test_quit_and_the_main_action_stay_in_the_footer(presets_dir, tmp_path
 
 @pytest.mark.parametrize("size", [(60, 20), (40, 15), (30, 10)], ids=lambda s: f"{s[0]}x{s[1]}")
 async def test_the_quit_question_fits_a_small_terminal(presets_dir, tmp_path, wait, keys, pretend_run, size):
-    from fmnist_tui.tui.screens.modals import ConfirmScreen
+    from fmnist_tui.tui.screens.modals import QuitRunScreen
 
     app = make_app(device="CPU", presets_dirs=[presets_dir], runs_dir=str(tmp_path / "r"), preset="long", start=True)
     async with app.run_test(size=size) as pilot:
         await wait(pilot, lambda: app.state.progress is not None, timeout=10)
         await keys(pilot, "q")
-        await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await wait(pilot, lambda: isinstance(app.screen, QuitRunScreen))
         await pilot.pause(0.2)
         screen = app.screen.region
         for button in app.screen.query("Button"):

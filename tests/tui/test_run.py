@@ -8,7 +8,7 @@ from textual.widgets import Button, Static
 
 from fmnist_tui.tui.app import make_app
 from fmnist_tui.tui.screens.detail import RunDetailScreen
-from fmnist_tui.tui.screens.modals import ConfirmScreen
+from fmnist_tui.tui.screens.modals import QuitRunScreen
 from fmnist_tui.tui.screens.run import RunScreen
 from fmnist_tui.tui.screens.runs import RunsScreen
 from fmnist_tui.tui.screens.setup import SetupScreen
@@ -137,22 +137,22 @@ async def test_quit_during_a_run_asks_then_stops_and_exits(presets_dir, tmp_path
     async with app.run_test(size=(80, 24)) as pilot:
         await wait(pilot, lambda: app.state.progress is not None, timeout=60)
         await keys(pilot, "q")
-        await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await wait(pilot, lambda: isinstance(app.screen, QuitRunScreen))
         await keys(pilot, "f4", "f2", "f3")  # no other screen while the question is open
-        assert isinstance(app.screen, ConfirmScreen) and app.current_mode == "run"
+        assert isinstance(app.screen, QuitRunScreen) and app.current_mode == "run"
         await keys(pilot, "n")  # keep running
-        assert app.run_in_progress and not isinstance(app.screen, ConfirmScreen)
+        assert app.run_in_progress and not isinstance(app.screen, QuitRunScreen)
         await keys(pilot, "f4")  # asked from the runs screen: one dialog, none left on the live view
         await wait(pilot, lambda: isinstance(app.screen, RunsScreen))
         await keys(pilot, "q")
-        await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        assert len([s for s in app.screen_stack if isinstance(s, ConfirmScreen)]) == 1
+        await wait(pilot, lambda: isinstance(app.screen, QuitRunScreen))
+        assert len([s for s in app.screen_stack if isinstance(s, QuitRunScreen)]) == 1
         await keys(pilot, "n")
         await keys(pilot, "f3")
         await wait(pilot, lambda: isinstance(app.screen, RunScreen))
         await keys(pilot, "q")
-        await wait(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await keys(pilot, "y")
+        await wait(pilot, lambda: isinstance(app.screen, QuitRunScreen))
+        await keys(pilot, "s")  # stop the run (b would keep it going in a background process)
         await wait(pilot, lambda: not app.is_running, timeout=20)
     assert app.state.ended is not None and app.state.ended.status == "stopped"
     assert app.return_code in (0, None)

@@ -7,6 +7,7 @@ app alone starts and stops runs.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from textual.message import Message
@@ -37,6 +38,14 @@ class ControlRun(Message):
     def __init__(self, action: str, value: float | None = None) -> None:
         super().__init__()
         self.action, self.value = action, value
+
+
+class AttachRun(Message):
+    """Show the run in this folder live (or its record, when it has ended)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
 
 
 class Detach(Message):

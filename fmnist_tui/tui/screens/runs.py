@@ -1,4 +1,4 @@
-"""Past runs from the run store; Enter opens one.
+"""Runs from the run store, running ones first; Enter opens one (attaches to a running one), a attaches.
 
 Shown every time the screen comes back, so a reload must be cheap: the store caches what
 it parsed (keyed on file times), and the table is only rebuilt when a row changed.
@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Header, Static
 from fmnist_tui import paths
 from fmnist_tui.format import clock, number, pct, printable
 from fmnist_tui.runs import RunInfo, RunStore
-from fmnist_tui.tui.screens.base import AppScreen
+from fmnist_tui.tui.screens.base import AppScreen, AttachRun
 from fmnist_tui.tui.screens.detail import RunDetailScreen
 from fmnist_tui.tui.widgets.footer import AppFooter
 
@@ -46,7 +46,12 @@ class RunsScreen(AppScreen):
     TITLE = "fmnist-tui"
     SUB_TITLE = "runs"
     # Main action, then Quit: what stays in view when a narrow terminal cuts the footer. Enter opens too.
-    BINDINGS = [Binding("o", "open", "Open"), Binding("q", "app.quit", "Quit"), Binding("r", "reload", "Refresh")]
+    BINDINGS = [
+        Binding("o", "open", "Open"),
+        Binding("q", "app.quit", "Quit"),
+        Binding("a", "attach", "Attach", tooltip="Follow the run live (its history, then as it goes)"),
+        Binding("r", "reload", "Refresh"),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -90,6 +95,7 @@ class RunsScreen(AppScreen):
         except OSError as err:
             runs = []
             self.notify(f"Cannot read {store.root}: {err}", severity="error")
+        runs.sort(key=lambda r: r.status != "running")  # stable: newest first within each group
         self.runs = {str(r.path): r for r in runs}
         rows = [row_of(r) for r in runs]
         count = f"{len(runs)} run{'s' if len(runs) != 1 else ''}" if runs else "no runs yet"
@@ -106,12 +112,23 @@ class RunsScreen(AppScreen):
             table.move_cursor(row=min(keep, len(runs) - 1))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        self._open(event.row_key.value)
+        info = self.runs.get(event.row_key.value or "")
+        if info is not None and info.status == "running":
+            self.post_message(AttachRun(info.path))
+        else:
+            self._open(event.row_key.value)
+
+    def _current(self) -> str | None:
+        table = self.query_one(DataTable)
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value if table.row_count else None
 
     def action_open(self) -> None:
-        table = self.query_one(DataTable)
-        if table.row_count:
-            self._open(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        self._open(self._current())
+
+    def action_attach(self) -> None:
+        info = self.runs.get(self._current() or "")
+        if info is not None:  # a run that has ended shows its record, from the start to its end
+            self.post_message(AttachRun(info.path))
 
     def _open(self, key: str | None) -> None:
         info = self.runs.get(key or "")
