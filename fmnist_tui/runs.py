@@ -5,7 +5,10 @@
         summary.json    status and results; every test figure names its weights
         metrics.csv     each step once, one row per epoch, the tests (see metrics.py)
         checkpoints/    last.ckpt (end of the latest epoch, or the stop), best.ckpt
+        events.jsonl    the engine's events, one JSON object a line (engine/eventlog.py)
+        run.log         the output of a background run's process (background.py)
         writer.lock     held (flock) by the one process writing the run, for its whole life
+        control.sock    its controls while it runs (engine/control.py)
 
 "Is it running?" is "is writer.lock held?", never "is the pid alive?" (pids are reused).
 No torch, no textual: the app lists runs without importing either.

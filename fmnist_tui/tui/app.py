@@ -64,13 +64,13 @@ class FmnistApp(OutsideRuns):
         runs_dir: str | None = None, presets_dirs: list[Path] | tuple = (), overrides: dict[str, Any] | None = None,
         device: str | None = None, handle_signals: bool = False, attach: Path | None = None, alerts: bool = True,
     ) -> None:  # fmt: skip
+        if attach is not None:
+            self.DEFAULT_MODE = "run"  # type: ignore[misc]  # read by App.__init__: no setup screen (nor its torch import) until visited
         super().__init__()
         settings, self.settings_problem = load_settings()
         self.alerts = alerts and settings.alerts
         self.alerts_sent: list[str] = []  # what was rung, once per run end (tests read it)
         self.attach_at_once = attach
-        if attach is not None:
-            self.DEFAULT_MODE = "run"  # the setup screen (and its torch import) only when visited
         self.data_dir, self.runs_dir = data_dir, runs_dir
         self.presets_dirs = [Path(p) for p in presets_dirs]
         self.overrides = dict(overrides or {})

@@ -46,9 +46,9 @@ class SetupScreen(AppScreen):
         yield AppFooter()
 
     def on_resize(self, event: events.Resize) -> None:
-        narrow = event.size.width < NARROW
-        self.query_one("#save", Button).label = "Save" if narrow else "Save preset"
-        self.query_one("#background", Button).label = "Bg" if narrow else "Background"
+        # Short labels leave the status line (device, ready or what to fix) room to be read.
+        self.query_one("#save", Button).label = "Save" if event.size.width < 100 else "Save preset"
+        self.query_one("#background", Button).label = "Bg ▶" if event.size.width < NARROW else "Background"
 
     def on_mount(self) -> None:
         self.query_one(PresetList).show(self.fmnist.presets, self.fmnist.initial_preset)
@@ -101,7 +101,7 @@ class SetupScreen(AppScreen):
             status.update(f"✖ fix: {keys}")
             status.add_class("-bad")
         else:
-            status.update(f"{device} · ready")
+            status.update(f"ready · {device}")
             status.remove_class("-bad")
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
