@@ -162,3 +162,32 @@ async def test_quit_and_keep_running_hands_the_run_over_without_a_lost_or_repeat
     steps = [int(r["step"]) for r in read_rows(folder / "metrics.csv") if r["kind"] == "step"]
     assert steps == list(range(1, len(steps) + 1))
     assert [h["status_before"] for h in read_config(folder)[1]] == ["interrupted"]
+
+
+async def test_an_in_app_run_takes_the_same_controls_and_its_end_alerts_once(presets_dir, tmp_path, wait, keys):
+    app = make_app(device="CPU", presets_dirs=[presets_dir], runs_dir=str(tmp_path / "runs"), preset="long",
+                   start=True)  # fmt: skip
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait(pilot, lambda: app.state.started is not None and app.state.progress is not None, timeout=60)
+        await keys(pilot, "c")  # through the run's own control channel, as for a background run
+        await wait(pilot, lambda: any("saved checkpoints/last.ckpt" in x.text for x in app.state.logs), timeout=20)
+        await keys(pilot, "e")
+        await wait(pilot, lambda: app.state.ended is not None, timeout=30)
+        assert app.state.ended.status == "stopped"
+        await pilot.pause(0.5)
+    assert app.alerts_sent == ["fmnist-tui: long stopped"]
+
+
+def test_alerts_are_escaped_wrapped_for_tmux_and_can_be_turned_off(tmp_path, monkeypatch):
+    from fmnist_tui.tui.alerts import osc9
+
+    assert osc9("run \x1b]0;x\x07 done", tmux=False) == "\x1b]9;run ]0;x done\x07"
+    assert osc9("done", tmux=True) == "\x1bPtmux;\x1b\x1b]9;done\x07\x1b\\"
+    assert make_app().alerts and not make_app(alerts=False).alerts
+    settings = tmp_path / "settings.toml"
+    monkeypatch.setenv("FMNIST_TUI_SETTINGS", str(settings))
+    settings.write_text("alerts = false\n")
+    assert not make_app().alerts
+    settings.write_text("alerts = 'no'\nbogus = 1\n")
+    app = make_app()
+    assert app.alerts and "settings.toml" in app.settings_problem
