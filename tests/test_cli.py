@@ -241,3 +241,31 @@ def test_the_cli_modules_do_not_import_each_other_in_a_circle():
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout.strip() == "False"
     )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["attach"], "no run is running in"),
+        (["attach", "nope"], "no run 'nope'"),
+        (["attach", "not-a-run"], "no config.toml, so this is not a run folder"),
+        (["control", "nope", "stop"], "no run 'nope'"),
+        (["control", "20260101-000000-done", "stop"], "is not running (finished): there is nothing to control"),
+        (["control", "20260101-000000-done", "lr=-1"], "lr=VALUE needs a number above 0"),
+        (["control", "20260101-000000-done", "halt"], "'halt' is not a control"),
+        (["wait", "nope"], "no run 'nope'"),
+    ],
+)
+def test_runs_in_flight_refuse_bad_input_in_one_line(tmp_path, args, message, capsys):
+    from fmnist_tui.cli.main import main
+
+    runs = tmp_path / "runs"
+    (runs / "not-a-run").mkdir(parents=True)
+    done = runs / "20260101-000000-done"
+    done.mkdir()
+    (done / "config.toml").write_text('name = "done"\n')
+    (done / "summary.json").write_text('{"status": "finished"}')
+    code = main([*args, "--runs-dir", str(runs)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and message in err, err
+    assert err.startswith("fmnist-tui: error: ") and err.count("\n") == 1

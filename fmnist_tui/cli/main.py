@@ -165,6 +165,8 @@ def _command(args: argparse.Namespace) -> int:
         from fmnist_tui.tui.app import run_app
 
         info = find_run(args.runs_dir, args.run, running=True)
+        if not (info.path / "config.toml").is_file():
+            raise RunStoreError(f"{info.path}: no config.toml, so this is not a run folder")
         return run_app(runs_dir=args.runs_dir, attach=info.path, alerts=not args.no_alerts)
     overrides = parse_set_items(args.sets)
     if args.command == "run":

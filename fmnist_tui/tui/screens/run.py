@@ -209,7 +209,7 @@ class RunScreen(AppScreen):
             name = f"{state.config.name} · {state.config.model}/{state.config.optimizer}"
         else:
             name = printable(state.attached.name if state.attached else "")
-        if state.attached is not None:
+        if state.attached is not None and not state.ended:
             name = f"{name} · own process"  # attached: d detaches, the run goes on
         if state.ended:
             return f"{name} · {device}".rstrip(" ·")
