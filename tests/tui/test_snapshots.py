@@ -189,3 +189,27 @@ def test_runs_screen(snap_compare, snap_env, open_first):
     fake_run(root, "20250103-180000-demo", "failed", "2025-01-03T18:00:00", None, None)
     press = ["f4", "down", "down"] + (["enter"] if open_first else [])
     assert snap_compare(make_app(**snap_env), press=press)
+
+
+def test_attached_to_a_run_whose_process_was_killed(snap_compare, snap_env):
+    """`fmnist-tui attach RUN` of a run killed mid-epoch: its history, replayed, then the verdict."""
+    from fmnist_tui.engine.eventlog import encode
+
+    folder = Path("runs") / "20250101-120000-demo"
+    fake_run(Path("runs"), folder.name, "running", "2025-01-01T12:00:00", 0.874, None)
+    events = [e for e in scripted_events(False) if not isinstance(e, RunStarted)]
+    events.insert(1, RunStarted(str(folder), "CPU (2 cores)", EPOCHS, SPE, EPOCHS * SPE))
+    (folder / "events.jsonl").write_text("".join(encode(e) for e in events))
+
+    async def ended(pilot) -> None:
+        for _ in range(100):
+            if pilot.app.state.ended is not None:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+        pilot.app.screen.sync(force=True)
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    app = make_app(attach=folder, **{k: v for k, v in snap_env.items() if k != "device"})
+    assert snap_compare(app, run_before=ended)

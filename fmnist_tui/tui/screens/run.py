@@ -146,7 +146,7 @@ class RunScreen(AppScreen):
         if action in ("control", "set_lr"):  # through the run's control channel: once it has a folder
             return app.following or (app.run_in_progress and app.state.started is not None)
         if action == "detach":
-            return app.attached is not None
+            return app.following  # a run that has ended has nothing to leave going
         return True
 
     def sync(self, force: bool = False) -> None:
@@ -172,7 +172,7 @@ class RunScreen(AppScreen):
 
     def _show(self, state: RunState) -> None:
         running = self.fmnist.run_in_progress or self.fmnist.following
-        keys = (running, state.started is not None, state.attached is not None)
+        keys = (running, state.started is not None, state.attached is not None, state.ended is not None)
         if keys != self._keys:  # the footer recomposes on every refresh: only on change
             self._keys = keys
             self.query_one("#stop", Button).display = running
