@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from fmnist_tui import paths
 from fmnist_tui.format import printable
@@ -62,24 +62,40 @@ class Started:
 
 
 class Launched:
-    """A background process on its way; `wait` for it to hold its run."""
+    """A background process on its way: `wait_ready` for its imports to be done (it is about to take
+    the run's lock), `wait` for it to hold its run."""
 
     def __init__(self, proc: subprocess.Popen, early: Path):
         self.proc, self.early = proc, early
+        self._buffer = b""
 
-    def wait(self, timeout_s: float = START_TIMEOUT_S) -> Started:
-        """The run's folder once the process holds it; BackgroundError if it could not start."""
+    def _reply(self, timeout_s: float) -> dict:
+        """The next line the process answers, as JSON ({} when it ended or said nothing in time)."""
         assert self.proc.stdout is not None
-        try:
-            line = _read_line(self.proc.stdout, timeout_s)
-        finally:
-            self.proc.stdout.close()
+        line, self._buffer = _read_line(self.proc.stdout, timeout_s, self._buffer)
         try:
             reply = json.loads(line) if line else {}
         except ValueError:
             reply = {}
-        if "run_dir" in reply:
-            return Started(Path(reply["run_dir"]), self.proc.pid)
+        return reply if isinstance(reply, dict) else {}
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        reply = self._reply(timeout_s)
+        if not reply.get("ready"):
+            self._fail(reply)
+
+    def wait(self, timeout_s: float = START_TIMEOUT_S) -> Started:
+        """The run's folder once the process holds it; BackgroundError if it could not start."""
+        reply = self._reply(timeout_s)
+        if reply.get("ready"):
+            reply = self._reply(timeout_s)
+        if "run_dir" not in reply:
+            self._fail(reply)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        return Started(Path(reply["run_dir"]), self.proc.pid)
+
+    def _fail(self, reply: dict) -> NoReturn:
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -99,7 +115,8 @@ def launch(job: Job) -> Launched:
     log_fd = os.open(early, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fmnist_tui.cli.background", str(early)],
+            # -P: the installed package, never a fmnist_tui/ folder in the working directory
+            [sys.executable, "-P", "-m", "fmnist_tui.cli.background", str(early)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_fd, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
@@ -117,9 +134,10 @@ def start(job: Job, timeout_s: float = START_TIMEOUT_S) -> Started:
     return launch(job).wait(timeout_s)
 
 
-def _read_line(stream, timeout_s: float) -> bytes:
-    deadline, data = time.monotonic() + timeout_s, b""
-    while not data.endswith(b"\n"):
+def _read_line(stream, timeout_s: float, data: bytes) -> tuple[bytes, bytes]:
+    """(the next line, what was read after it)."""
+    deadline = time.monotonic() + timeout_s
+    while b"\n" not in data:
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([stream], [], [], left)[0]:
             break
@@ -127,7 +145,8 @@ def _read_line(stream, timeout_s: float) -> bytes:
         if not chunk:
             break
         data += chunk
-    return data
+    line, _, rest = data.partition(b"\n")
+    return line, rest
 
 
 def _tail(path: Path, lines: int = 3) -> str:

@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from fmnist_tui.engine.eventlog import FILE as EVENTS
 from fmnist_tui.engine.eventlog import EventReader
-from fmnist_tui.engine.events import EpochEnd, Event, LogLine, RunEnded, RunStarted, StepProgress
+from fmnist_tui.engine.events import HANDED_OVER, EpochEnd, Event, LogLine, RunEnded, RunStarted, StepProgress
 from fmnist_tui.format import number
 from fmnist_tui.metrics import FILE as METRICS
 from fmnist_tui.metrics import read_rows
 from fmnist_tui.runs import STATUSES, RunDir, lock_held
 
-GRACE_S = 0.6  # the lock free this long (and no more events) = the writer is gone; a hand-over takes ~0.05 s
+GRACE_S = 0.8  # the lock free this long (and no more events) = the writer is gone; a hand-over takes ~0.05 s
+HANDOVER_GRACE_S = 60.0  # after a segment that says it handed the run over: the next process is starting
 FINAL = tuple(s for s in STATUSES if s != "running")
 
 
@@ -63,7 +65,8 @@ class Follower:
             return out
         now = time.monotonic()
         self._free_since = self._free_since or now
-        if now - self._free_since < GRACE_S or self.reader.pending():
+        grace = HANDOVER_GRACE_S if self._held is not None and self._held.error == HANDED_OVER else GRACE_S
+        if now - self._free_since < grace or self.reader.pending():
             return out
         out += [e for e in self.reader.read() if not isinstance(e, RunEnded)]
         return self._finish(out)
@@ -71,6 +74,9 @@ class Follower:
     def _finish(self, out: list[Event]) -> list[Event]:
         self.over = True
         self.ended = self._held or self._end_from_summary()
+        status = RunDir(self.path).read_summary().get("status")
+        if status in FINAL and status != self.ended.status:  # summary.json is the record; the log only reports it
+            self.ended = replace(self.ended, status=status)
         return [*out, self.ended]
 
     def _end_from_summary(self) -> RunEnded:

@@ -61,11 +61,13 @@ class LockLost(RunStoreError):
 def _open_lock(path: Path, write: bool) -> int:
     """The lock file's descriptor: never through a link, never blocking on a FIFO, a plain file only."""
     flags = (os.O_RDWR | os.O_CREAT if write else os.O_RDONLY) | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o644)
+    fd = os.open(path, flags, 0o600)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:  # a hard link would have us write into another file
         os.close(fd)
         raise OSError(errno.EINVAL, "not a plain file of its own", str(path))
+    if write and st.st_mode & 0o077:
+        os.fchmod(fd, 0o600)  # another user who can open it can hold it (a shared flock) and block every resume
     return fd
 
 

@@ -14,6 +14,7 @@ from fmnist_tui.engine.control import ControlError, parse_action
 from fmnist_tui.engine.eventlog import EventLog, EventReader, decode, encode
 from fmnist_tui.engine.events import Control, EpochEnd, LogLine, RunEnded, RunStarted, StepProgress
 from fmnist_tui.follow import Follower
+from fmnist_tui.format import printable
 from fmnist_tui.metrics import read_rows
 from fmnist_tui.runs import RunDir
 
@@ -27,13 +28,16 @@ EVENTS = [
 ]
 
 
-def test_every_event_reads_back_as_itself():
+def test_every_event_reads_back_as_itself_with_escape_codes_escaped():
     for event in EVENTS:
         back = decode(encode(event))
         assert type(back) is type(event)
         for name, value in vars(event).items():
             got = getattr(back, name)
+            if isinstance(value, str):
+                value = printable(value)
             assert got == value or (math.isnan(value) and math.isnan(got)), name
+    assert decode(encode(EVENTS[3])).text == "a \\x1b[31mred\\x1b[0m ünïcode line"
 
 
 def test_the_reader_skips_garbage_and_waits_for_a_half_written_line(tmp_path):
@@ -117,7 +121,7 @@ def test_a_resumed_run_reads_as_one_run_and_its_end_comes_once(tmp_path):
     first_end = RunEnded("interrupted", "/runs/x", 1.0)
     events = [*EVENTS[:3], first_end, LogLine("WARNING", "x", "resuming"),
               RunStarted("/runs/x", "cpu", 3, 10, 30, 1, 10), EVENTS[5]]  # fmt: skip
-    got = drain(Follower(finished_run(tmp_path, events)))
+    got = drain(Follower(finished_run(tmp_path, events, status="diverged")))
     ends = [e for e in got if isinstance(e, RunEnded)]
     assert ends == [EVENTS[5]], "the interrupted segment is not the run's end"
     assert any(isinstance(e, LogLine) and "goes on from step 10" in e.text for e in got)
@@ -142,6 +146,11 @@ def test_a_run_without_an_event_log_is_replayed_from_its_record(tmp_path):
     assert [type(e) for e in got] == [StepProgress, StepProgress, EpochEnd, RunEnded]
     assert got[-1].status == "stopped" and got[2].val_acc == 0.5
     assert len(read_rows(folder / "metrics.csv")) == 3
+
+
+def test_summary_json_has_the_last_word_on_how_the_run_ended(tmp_path):
+    forged = RunEnded("failed", "/runs/x", 1.0, error="forged")  # appended by someone after the run ended
+    assert drain(Follower(finished_run(tmp_path, [*EVENTS[:3], forged])))[-1].status == "finished"
 
 
 def test_a_truncated_or_unreadable_event_log_is_no_error(tmp_path):

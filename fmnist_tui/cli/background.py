@@ -26,10 +26,11 @@ def main(early: Path) -> int:
     os.dup2(null, 0)
     os.dup2(null, 1)  # until the run has a folder to log into
 
-    def answer(reply: dict) -> None:
+    def answer(reply: dict, last: bool = True) -> None:
         try:
             os.write(handshake, json.dumps(reply).encode() + b"\n")
-            os.close(handshake)
+            if last:
+                os.close(handshake)
         except OSError:
             pass  # nobody waits for it (a hand-over from an app that has gone)
 
@@ -52,6 +53,10 @@ def main(early: Path) -> int:
     except ConfigError as err:
         answer({"error": str(err), "code": 2})
         return 2
+    import fmnist_tui.engine.checkpoint
+    import fmnist_tui.engine.runner  # noqa: F401 - torch and Lightning: the seconds a hand-over must not wait for
+
+    answer({"ready": True}, last=False)  # an app handing its run over stops it now; the lock is taken next
     printer = Printer(sys.stdout, sys.stderr, verbose=job.verbose, every_s=job.progress_every)
     host = RunHost(printer, config, resume=job.resume, overrides=job.overrides, runs_dir=job.runs_dir,
                    data_dir=job.data_dir, opened=opened, lock_wait_s=job.lock_wait_s)  # fmt: skip

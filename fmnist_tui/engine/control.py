@@ -8,9 +8,12 @@ the server checks the peer's uid (SO_PEERCRED) before reading a byte. No pid is 
 so a reused pid can never be acted on: a dead run has no server, and its stale socket
 file refuses the connection. No torch, no textual.
 
-One request a connection, one JSON line each way:
-    -> {"action": "stop" | "stop-after-epoch" | "checkpoint" | "lr", "value": 0.01}
-    <- {"ok": true, "text": "..."}
+One request a connection, one JSON line each way; `run` is the run folder's (st_dev, st_ino),
+so a socket linked into another run's folder is refused rather than obeyed:
+    -> {"action": "stop" | "stop-after-epoch" | "checkpoint" | "lr", "value": 0.01, "run": [dev, ino]}
+    <- {"ok": true, "text": "...", "run": [dev, ino]}
+Each connection is answered in a thread of its own (at most 16 at once), so a client that
+sends junk or nothing costs one thread for a second, never the channel.
 """
 
 from __future__ import annotations
@@ -29,12 +32,20 @@ from pathlib import Path
 
 SOCKET = "control.sock"
 ACTIONS = ("stop", "stop-after-epoch", "checkpoint", "lr")
+MAX_LR = 10.0  # as the config allows
+MAX_HANDLERS = 16  # connections answered at once; more are closed at once (a flood must not block a stop)
 WAIT_APPLIED_S = 10.0  # how long a request waits to be carried out before it answers "requested"
 MAX_SUN_PATH = 100  # sockaddr_un holds 108 bytes; longer paths go through /proc/self/fd
 
 
 class ControlError(Exception):
     """A control could not be delivered or was refused: one line for a person."""
+
+
+def lr_problem(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_LR:
+        return f"lr=VALUE needs a number above 0, at most {MAX_LR:g}, e.g. lr=0.01"
+    return None
 
 
 def parse_action(text: str) -> tuple[str, float | None]:
@@ -45,8 +56,9 @@ def parse_action(text: str) -> tuple[str, float | None]:
             value = float(text[3:])
         except ValueError:
             value = math.nan
-        if not (math.isfinite(value) and value > 0):
-            raise ControlError(f"{text!r}: lr=VALUE needs a number above 0, e.g. lr=0.01")
+        problem = lr_problem(value)
+        if problem:
+            raise ControlError(f"{text!r}: {problem}")
         return "lr", value
     if text in ACTIONS and text != "lr":
         return text, None
@@ -118,6 +130,9 @@ class ControlServer:
         self._sock: socket.socket | None = None
         self._closing = threading.Event()
         self._inode: int | None = None
+        self._handlers = threading.BoundedSemaphore(MAX_HANDLERS)
+        st = os.stat(run_path)
+        self.identity = [st.st_dev, st.st_ino]  # which run answers: a client checks it is the one it asked
 
     def start(self) -> None:
         """Best effort: a run without a control channel still trains (and says so in its log)."""
@@ -159,17 +174,25 @@ class ControlServer:
                 continue
             except OSError:
                 return  # closed
+            if not self._handlers.acquire(blocking=False):
+                conn.close()  # too many at once: the client is told nothing answered
+                continue
+            threading.Thread(target=self._handle, args=(conn,), name="fmnist-control-request", daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
             with conn:
-                try:
-                    self._answer(conn)
-                except OSError:
-                    pass  # the client went away
+                self._answer(conn)
+        except Exception:  # noqa: BLE001 - whatever a client sends, the channel stays up for the next one
+            pass
+        finally:
+            self._handlers.release()
 
     def _answer(self, conn: socket.socket) -> None:
-        conn.settimeout(2.0)
+        conn.settimeout(1.0)
         _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         if uid != os.getuid():
-            _send(conn, False, "refused: this run belongs to another user")
+            self._send(conn, False, "refused: this run belongs to another user")
             return
         data = b""
         while not data.endswith(b"\n") and len(data) < 4096:
@@ -180,20 +203,25 @@ class ControlServer:
         try:
             message = json.loads(data)
             action, value = message["action"], message.get("value")
-            if action not in ACTIONS or (action == "lr") != isinstance(value, (int, float)):
+            if action not in ACTIONS:
                 raise ValueError
-        except (ValueError, KeyError, TypeError):
-            _send(conn, False, "not a control request")
+        except (ValueError, KeyError, TypeError, RecursionError):
+            self._send(conn, False, "not a control request")
             return
-        request = self.controls.submit(action, value)
+        if message.get("run", self.identity) != self.identity:  # reached through a link from another run's folder
+            self._send(conn, False, "this is another run's control channel: refused")
+            return
+        if action == "lr" and lr_problem(value):
+            self._send(conn, False, str(lr_problem(value)))
+            return
+        request = self.controls.submit(action, float(value) if action == "lr" else None)
         if not request.done.wait(WAIT_APPLIED_S):
-            _send(conn, True, f"{action}: requested; the run carries it out at its next training step")
+            self._send(conn, True, f"{action}: requested; the run carries it out at its next training step")
             return
-        _send(conn, request.ok, request.text)
+        self._send(conn, request.ok, request.text)
 
-
-def _send(conn: socket.socket, ok: bool, text: str) -> None:
-    conn.sendall(json.dumps({"ok": ok, "text": text}).encode() + b"\n")
+    def _send(self, conn: socket.socket, ok: bool, text: str) -> None:
+        conn.sendall(json.dumps({"ok": ok, "text": text, "run": self.identity}).encode() + b"\n")
 
 
 def send(run_path: Path, action: str, value: float | None = None, timeout: float = WAIT_APPLIED_S + 5) -> str:
@@ -207,12 +235,16 @@ def send(run_path: Path, action: str, value: float | None = None, timeout: float
         raise ControlError(f"{SOCKET} in its folder is not a socket")
     if st.st_uid != os.getuid():
         raise ControlError("it belongs to another user: only its owner can control it")
+    if st.st_nlink > 1:  # a hard link to another run's socket would reach that run
+        raise ControlError(f"{SOCKET} in its folder is linked from elsewhere: not its own channel")
+    here = os.stat(run_path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         with _address(path) as address:
             sock.connect(address)
-        sock.sendall(json.dumps({"action": action, "value": value}).encode() + b"\n")
+        request = {"action": action, "value": value, "run": [here.st_dev, here.st_ino]}
+        sock.sendall(json.dumps(request).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
             chunk = sock.recv(4096)
@@ -231,9 +263,11 @@ def send(run_path: Path, action: str, value: float | None = None, timeout: float
         sock.close()
     try:
         reply = json.loads(data)
-        ok, text = bool(reply["ok"]), str(reply["text"])
-    except (ValueError, KeyError, TypeError):
+        ok, text, identity = bool(reply["ok"]), str(reply["text"]), reply.get("run")
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise ControlError("it gave no answer (it may have just ended)") from None
+    if identity is not None and identity != [here.st_dev, here.st_ino]:
+        raise ControlError(f"its {SOCKET} is another run's channel: nothing was done") from None
     if not ok:
         raise ControlError(text)
     return text

@@ -4,7 +4,7 @@ The writer (the run's one process, in-app or background) flushes after every lin
 reader sees each progress tick and epoch as it happens, and a kill -9 loses at most the
 line being written. Readers tolerate that half-written last line (it is read once it is
 whole), garbage lines and lines of another version (skipped and counted), and read the
-file in pieces as it grows. A resume appends to the same file: its RunStarted says where
+file in pieces as it grows. Text comes back with control characters escaped. A resume appends to the same file: its RunStarted says where
 the new segment starts. No torch, no textual.
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fmnist_tui.engine import events as ev
 from fmnist_tui.files import as_disk_full
+from fmnist_tui.format import printable
 
 FILE = "events.jsonl"
 KINDS: dict[str, type] = {t.__name__: t for t in typing.get_args(ev.Event)}
@@ -82,7 +83,7 @@ def _typed(value, hint):
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return float(value)
         if option is str and isinstance(value, str):
-            return value
+            return printable(value)  # from a file anyone may have written: never an escape code on a screen
         if typing.get_origin(option) is typing.Literal and value in typing.get_args(option):
             return value
         if typing.get_origin(option) is tuple and isinstance(value, list):

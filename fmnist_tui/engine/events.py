@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 Status = Literal["finished", "stopped", "failed", "diverged", "interrupted"]
+# The error of a segment that stopped so that a background process could go on with the run.
+HANDED_OVER = "handed over to a background process, which goes on from this checkpoint"
 
 
 @dataclass(frozen=True)

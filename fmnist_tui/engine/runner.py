@@ -25,7 +25,7 @@ from fmnist_tui.engine import tensorboard
 from fmnist_tui.engine.control import Controls, ControlServer
 from fmnist_tui.engine.eventlog import FILE as EVENTS
 from fmnist_tui.engine.eventlog import EventLog
-from fmnist_tui.engine.events import LogLine, RunEnded, Sink
+from fmnist_tui.engine.events import HANDED_OVER, LogLine, RunEnded, Sink
 from fmnist_tui.engine.logs import route_logs
 from fmnist_tui.engine.segment import Segment, begin, open_new, open_resume
 from fmnist_tui.engine.stop import StopRequest, reason_of
@@ -152,7 +152,10 @@ def _ended_by(err: BaseException, sink: Sink, stop_event: threading.Event, seg: 
     if seg.run_dir.lost:
         return {"status": "failed", "error": seg.run_dir.lost}
     if isinstance(err, StopRun):
-        return {"status": reason_of(stop_event)}
+        reason = reason_of(stop_event)
+        if reason == "handover":  # the app's terminal went (or it quit): a background process goes on
+            return {"status": "interrupted", "error": HANDED_OVER}
+        return {"status": reason}
     if isinstance(err, Diverged):
         return {"status": "diverged", "error": str(err)}
     if isinstance(err, (KeyboardInterrupt, SystemExit)):

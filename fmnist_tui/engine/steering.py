@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytorch_lightning as pl
 
 from fmnist_tui.engine.control import Controls, Request
@@ -73,10 +75,11 @@ class Steering(pl.Callback):
         value = float(request.value or 0.0)
         note = ""
         if isinstance(schedule, Refittable):
-            if current <= 0:
-                request.finish(f"the {pl_module.config.schedule} schedule's lr is 0 here: it cannot be scaled", False)
+            factor = value / current if current > 0 else math.inf
+            if not (math.isfinite(factor) and math.isfinite(schedule.scale * factor) and schedule.scale * factor > 0):
+                request.finish(f"the {pl_module.config.schedule} schedule's lr is {current:.3g} here: "
+                               "it cannot be scaled to that", False)  # fmt: skip
                 return
-            factor = value / current
             schedule.scale *= factor
             note = f" (the {pl_module.config.schedule} schedule scaled x{factor:.3g} from here)"
         for group in optimizer.param_groups:

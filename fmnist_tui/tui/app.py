@@ -208,7 +208,7 @@ class FmnistApp(OutsideRuns):
             send_alert(self, self.alerts_sent[-1])
         if end.status == "finished":
             self.notify(f"Test accuracy {pct(end.test_acc)}", title="Run finished", timeout=6)
-        elif end.status in ("stopped", "interrupted"):
+        elif end.status in ("stopped", "interrupted") and end.checkpoint:
             self.notify("Checkpoint kept; the run folder has everything so far.", title=f"Run {end.status}", timeout=6)
         else:
             # The whole message is in the live view's result box and Log tab; the toast only points there.
@@ -273,14 +273,12 @@ class FmnistApp(OutsideRuns):
                 pass  # not the main thread, or not supported here
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        # SIGTERM (an admin, a scheduler) ends the run within a step, saves last.ckpt and records it
-        # as "interrupted", so `fmnist-tui run --resume` can carry on. A hang-up (the SSH link or the
-        # terminal went away) hands the run over to a background process that carries on by itself.
-        if sig == signal.SIGHUP and self.run_in_progress and self.run_path is not None:
-            try:
-                self.hand_over(wait=False)
-            except Exception:  # noqa: BLE001 - no process, no terminal to say so: at least stop and save
-                pass
+        # A hang-up (the SSH link or the terminal went away) hands the run over to a background
+        # process that carries on by itself. SIGTERM (an admin, a scheduler) ends the run within a
+        # step, saves last.ckpt and records it as "interrupted", so `fmnist-tui run --resume` can go on.
+        if sig == signal.SIGHUP and self.handover_job() is not None:
+            threading.Thread(target=self.hand_over_and_exit, args=(sig,), daemon=True, name="hang-up").start()
+            return
         if self._host is not None:
             self._host.on_signal(sig)
         # After a hang-up the terminal is gone: Textual's writes to it fail and its output queue

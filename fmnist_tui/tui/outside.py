@@ -7,6 +7,7 @@ The base class of FmnistApp (tui/app.py), which holds the run state these method
 
 from __future__ import annotations
 
+import os
 import threading
 from functools import partial
 from pathlib import Path
@@ -73,14 +74,26 @@ class OutsideRuns(App):
     def on_background_started(self, message: watch.BackgroundStarted) -> None:
         if message.started is None:
             title = "Could not hand the run over" if self._handing_over else "Could not start in the background"
+            error = message.error or "unknown error"
+            ended = self.state.ended
+            if self._handing_over and ended is not None and ended.status != "interrupted":
+                self.exit_note = f"The run {ended.status} before it could be handed over: nothing goes on."
+                self.exit(return_code=0)  # what was asked: quit; the run has nothing left to do
+                return
+            if self._handing_over and self._host is not None and self._host.stop.is_set():
+                error += f"; the run stopped with its checkpoint: fmnist-tui run --resume {self._host.run_path}"
             self._handing_over = False
-            self.notify(message.error or "unknown error", title=title, severity="error", timeout=10, markup=False)
+            self.notify(error, title=title, severity="error", timeout=15, markup=False)
             return
         name = message.started.run_path.name
         if self._handing_over:  # our thread has stopped; the background process holds the run now
             self.exit_note = (f"Run {name} goes on in the background (pid {message.started.pid}).\n"
                               f"  fmnist-tui attach {name}    fmnist-tui control {name} stop")  # fmt: skip
             self.exit(return_code=0)
+            return
+        if self.run_in_progress:  # this app shows its own run: the new one goes on unwatched for now
+            self.notify(f"Run {name} runs in its own process (pid {message.started.pid}); attach to it from the "
+                        "runs screen (F4) once this app's run has ended.", timeout=8, markup=False)  # fmt: skip
             return
         self.notify(f"Run {name} runs in its own process (pid {message.started.pid}); d detaches.", timeout=6)
         self.attach(message.started.run_path)
@@ -130,31 +143,47 @@ class OutsideRuns(App):
     def on_control_answered(self, message: watch.ControlAnswered) -> None:
         self.notify(message.text, severity="information" if message.ok else "error", timeout=5, markup=False)
 
-    def hand_over(self, wait: bool = True) -> None:
-        """Keep the in-app run going in a background process: that process starts (importing torch
-        takes seconds) and waits for the run's lock; this app's thread stops within a step, saves
-        last.ckpt and lets go; the process resumes from there, exactly. Without `wait` (a hang-up:
-        nobody is left to tell) the app does not wait to hear that it has."""
-        host, path = self._host, self.run_path
-        if host is None or path is None or not self.run_in_progress:
-            if wait:
-                self.stop_and_quit()
+    def hand_over(self) -> None:
+        """Keep the in-app run going in a background process (the quit question's second answer).
+
+        The process starts and imports torch (seconds) while this app's run trains on; once it is
+        ready, the run here stops within a step, saves last.ckpt and lets go of the run's lock; the
+        process takes it at once and resumes from that checkpoint, exactly. If the process cannot
+        start, the run here is not touched."""
+        host, job = self._host, self.handover_job()
+        if host is None or job is None:
+            self.stop_and_quit()
             return
         self._handing_over = True
-        job = Job(resume=str(path), runs_dir=_text(self.runs_dir), data_dir=_text(self.data_dir), lock_wait_s=300)
-
-        def stop_ours() -> None:
-            host.stop.request("interrupted")
-
-        if not wait:
-            try:
-                launch(job)
-            finally:
-                stop_ours()
-            return
         self.notify("Handing the run over to a background process…", timeout=10)
-        self.run_worker(partial(watch.start_background, self, job, stop_ours), thread=True, exit_on_error=False,
+        stop_here = partial(host.stop.request, "handover")
+        self.run_worker(partial(watch.start_background, self, job, stop_here), thread=True, exit_on_error=False,
                         group="background")  # fmt: skip
+
+    def handover_job(self) -> Job | None:
+        """The job that goes on with the in-app run, once it has a folder."""
+        path = self.run_path
+        if not self.run_in_progress or path is None:
+            return None
+        return Job(resume=str(path), runs_dir=_text(self.runs_dir), data_dir=_text(self.data_dir), lock_wait_s=300)
+
+    def hand_over_and_exit(self, sig: int) -> None:
+        """After a hang-up, in a plain thread (the terminal is gone, the UI may never draw again):
+        hand the run over as above, then end the process once the run here has saved."""
+        host, job = self._host, self.handover_job()
+        if host is None or job is None:
+            return
+        self._handing_over = True
+        reason = "interrupted"  # if no process can go on with it: saved, and marked to resume by hand
+        try:
+            launch(job).wait_ready()
+            reason = "handover"
+        except Exception:  # noqa: BLE001 - nobody is left to tell: the run is saved either way
+            pass
+        host.signal = sig
+        host.stop.request(reason)
+        host.done.wait(timeout=300)  # a run stops within a step; this only bounds a stuck one
+        os._exit(128 + sig)
 
     def on_attach_run(self, message: AttachRun) -> None:
         self.attach(message.path)

@@ -61,6 +61,7 @@ def start_background(target, job: Job, before_wait=None) -> None:
     try:
         launched = launch(job)
         if before_wait is not None:
+            launched.wait_ready()  # a process that cannot start leaves the app's run as it was
             before_wait()
         message = BackgroundStarted(launched.wait())
     except (BackgroundError, RunStoreError, OSError) as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -143,22 +144,28 @@ async def test_quit_and_keep_running_hands_the_run_over_without_a_lost_or_repeat
 
     runs = tmp_path / "runs"
     app = make_app(device="CPU", presets_dirs=[presets_dir], runs_dir=str(runs), preset="long", start=True,
-                   overrides={"epochs": 30})  # fmt: skip
+                   overrides={"epochs": 150})  # fmt: skip
     async with app.run_test(size=(80, 24)) as pilot:
         await wait(pilot, lambda: app.state.progress is not None and app.state.epochs, timeout=60)
         folder = app.run_path
+        ends: list = []  # what a reader (`wait`, an attached app) that follows the run throughout sees
+
+        def follow() -> None:
+            follower = Follower(folder)
+            while not follower.over:
+                follower.poll()
+                time.sleep(0.1)
+            ends.append(follower.ended)
+
+        reader = threading.Thread(target=follow, daemon=True)
+        reader.start()
         await keys(pilot, "q")
         await keys(pilot, "b")  # keep it running in the background
         await wait(pilot, lambda: not app.is_running, timeout=60)
     assert app.alerts_sent == [], "a hand-over is not the run's end"
     assert "goes on in the background" in app.exit_note
-    follower = Follower(folder)
-    deadline = time.monotonic() + 120
-    while not follower.over:
-        follower.poll()
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    assert follower.ended.status == "finished"
+    reader.join(120)
+    assert [e.status for e in ends] == ["finished"], "the reader saw the run go on through the hand-over"
     steps = [int(r["step"]) for r in read_rows(folder / "metrics.csv") if r["kind"] == "step"]
     assert steps == list(range(1, len(steps) + 1))
     assert [h["status_before"] for h in read_config(folder)[1]] == ["interrupted"]

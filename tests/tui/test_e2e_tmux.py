@@ -182,12 +182,13 @@ def test_ssh_drop_hands_the_run_to_a_background_process_and_attach_shows_it(tmux
     tmux.start(command(presets_dir, runs) + ["--set", "epochs=40"], environment(tmp_path))
     tmux.wait_for(lambda s: "training" in s and LOSS.search(s), "training", timeout=60)
     pid = tmux.app_pid()
+    (folder,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
+    waiting = subprocess.Popen([*fmnist_tui(), "wait", str(folder)], stdout=subprocess.PIPE, text=True)
     tmux("kill-server")  # the terminal goes away, as when an SSH connection drops
     deadline = time.monotonic() + 20
     while not gone(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert gone(pid), "the app is still running without a terminal"
-    (folder,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
     deadline = time.monotonic() + 120
     while json.loads((folder / "summary.json").read_text())["status"] != "finished" or lock_held(folder):
         assert time.monotonic() < deadline, (folder / "summary.json").read_text()
@@ -198,6 +199,8 @@ def test_ssh_drop_hands_the_run_to_a_background_process_and_attach_shows_it(tmux
     _, history = read_config(folder)
     assert [h["status_before"] for h in history] == ["interrupted"]  # one hand-over, recorded
     assert "run " in (folder / "run.log").read_text()  # the background process's own output
+    assert waiting.wait(timeout=30) == 0, "`wait` followed the run through the hand-over to its end"
+    assert waiting.stdout.read().startswith("finished")
 
     tmux.start(fmnist_tui() + ["attach", folder.name, "--runs-dir", str(runs)], environment(tmp_path))
     screen = tmux.wait_for(lambda s: "finished" in s and "test acc" in s, "the run's record")
