@@ -234,7 +234,7 @@ def engine_app(args, steps: int, runs_dir: str) -> float | None:
     return engine_rate(events)
 
 
-TERMINAL_BYTES_PER_S: list[float] = []  # one per engine_bg_attached round
+TERMINAL_WRITES: list[tuple[int, float]] = []  # (bytes, seconds attached), one per engine_bg_attached round
 
 
 def engine_bg_attached(args, steps: int, runs_dir: str) -> float | None:
@@ -274,7 +274,7 @@ def engine_bg_attached(args, steps: int, runs_dir: str) -> float | None:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the attached app never saw the end of {started.run_path}")
                 await pilot.pause(0.25)
-            TERMINAL_BYTES_PER_S.append(written[0] / (time.perf_counter() - since))
+            TERMINAL_WRITES.append((written[0], time.perf_counter() - since))
 
     asyncio.run(drive())
     deadline = time.monotonic() + 60
@@ -326,10 +326,10 @@ def main() -> None:
                 runs[name].append(rate)
             shown = "skipped" if rate is None else f"{rate:>10,.0f} samples/s"
             print(f"  round {round_no}/{args.rounds}  {name:<20} {shown}", flush=True)
-    report(args, steps, {name: r for name, r in runs.items() if r}, TERMINAL_BYTES_PER_S)
+    report(args, steps, {name: r for name, r in runs.items() if r}, TERMINAL_WRITES)
 
 
-def report(args, steps: int, runs: dict[str, list[float]], terminal_bytes_per_s: list[float] = ()) -> None:
+def report(args, steps: int, runs: dict[str, list[float]], terminal: list[tuple[int, float]] = ()) -> None:
     device = device_of(args)
     where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     print(f"\n{where}, torch {torch.__version__}, tutorial MLP + SGD, batch {args.batch_size}, "
@@ -347,8 +347,11 @@ def report(args, steps: int, runs: dict[str, list[float]], terminal_bytes_per_s:
         print(f"app_vs_headless_all_cores={paired(runs['engine_app'], runs['engine']):.3f}")
     if "engine_bg_attached" in runs and "engine" in runs:
         print(f"bg_attached_vs_headless_all_cores={paired(runs['engine_bg_attached'], runs['engine']):.3f}")
-    if terminal_bytes_per_s:
-        print(f"attached_terminal_bytes_per_s={median(terminal_bytes_per_s):.1f}")
+    if terminal:
+        # Attaching and each epoch's end repaint most of the screen: a short run's rate is mostly those.
+        print(f"attached_terminal_bytes={median(b for b, _ in terminal):.0f} "
+              f"attached_s={median(t for _, t in terminal):.1f}")  # fmt: skip
+        print(f"attached_terminal_bytes_per_s={median(b / t for b, t in terminal):.1f}")
     if "engine" in runs and "device_plain" in runs:
         # What the engine (Lightning, progress, stop checks) adds to each step over the plain loop.
         extra = median(
