@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -64,6 +64,13 @@ class QuitRunScreen(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()  # the safe answer is the default
+
+    def on_resize(self, event: events.Resize) -> None:
+        narrow = event.size.width < 60  # the buttons stack there: each label must fit on its own
+        self.query_one("#stop", Button).label = "stop (s)" if narrow else "stop the run (s)"
+        self.query_one("#background", Button).label = (
+            "go on in background (b)" if narrow else "keep it running in the background (b)"
+        )
 
     def action_answer(self, answer: str | None) -> None:
         self.dismiss(answer)
