@@ -52,14 +52,14 @@ class RunCheckpoints(pl.Callback):
         improved = acc > self.best_acc  # strictly, as ModelCheckpoint; NaN never improves
         if improved:  # before saving: last.ckpt then carries this state too
             self.best_acc, self.best_epoch, self.best_step = acc, trainer.current_epoch, trainer.global_step
-        trainer.save_checkpoint(self.last)
+        trainer.save_checkpoint(self.last, weights_only=False)
         if improved:
             publish_copy(self.last, self.best)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         # A stop during fit keeps the exact step; during the test the weights may be best.ckpt's.
         if isinstance(exception, StopRun) and trainer.state.fn == TrainerFn.FITTING:
-            trainer.save_checkpoint(self.last)
+            trainer.save_checkpoint(self.last, weights_only=False)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         if trainer.state.fn == TrainerFn.FITTING and trainer.validating:

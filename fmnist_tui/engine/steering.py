@@ -47,7 +47,7 @@ class Steering(pl.Callback):
         if not self._saves:
             return
         self.reporter.flush(trainer, pl_module)  # a checkpoint never holds steps the record lacks
-        trainer.save_checkpoint(self.checkpoints.last)
+        trainer.save_checkpoint(self.checkpoints.last, weights_only=False)
         step = trainer.global_step
         self._report("checkpoint", step, f"saved checkpoints/last.ckpt at step {step}")
         for request in self._saves:
