@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +111,38 @@ def test_the_writer_lock_is_the_owners_alone(tmp_path):
     run.lock()
     assert stat.S_IMODE(os.stat(tmp_path / LOCK).st_mode) == 0o600
     run.unlock()
+
+
+NOBODY = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+
+
+@NOBODY
+def test_another_user_is_refused_by_the_socket_mode_and_then_by_the_server():
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="fmnist-control-"))  # under /tmp, open to all: only the socket guards
+    os.chmod(folder, 0o755)
+    stop = StopRequest()
+    server = ControlServer(folder, Controls(stop))
+    server.start()
+    code = (
+        "import socket\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "try:\n"
+        f"    s.connect({str(folder / SOCKET)!r})\n"
+        "except PermissionError:\n"
+        "    print('refused by the file mode')\n"
+        "else:\n"
+        "    print(s.recv(999).decode())  # the server answers before reading a byte\n"
+    )
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code]
+    try:
+        out = subprocess.run(as_nobody, capture_output=True, text=True, timeout=30)
+        assert out.stdout.strip() == "refused by the file mode", out
+        os.chmod(folder / SOCKET, 0o666)  # as if the mode were lost: the server checks who is asking
+        out = subprocess.run(as_nobody, capture_output=True, text=True, timeout=30)
+        assert "this run belongs to another user" in out.stdout, out
+        assert not stop.is_set()
+    finally:
+        server.close()
+        shutil.rmtree(folder)
