@@ -50,7 +50,7 @@ class Job:
     overrides: dict[str, Any] = field(default_factory=dict)
     runs_dir: str | None = None
     data_dir: str | None = None
-    lock_wait_s: float = 1.0  # a hand-over waits for the app's thread to let go of the run
+    handover: bool = False  # takes over a run an app hands over: waits for its lock, acts only if handed over
     progress_every: float | None = None
     verbose: bool = False
 
@@ -99,7 +99,7 @@ class Launched:
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            pass
+            self.proc.kill()  # too slow, or it said something else: it must not start the run later
         tail = _tail(self.early)
         self.early.unlink(missing_ok=True)
         if "error" in reply:

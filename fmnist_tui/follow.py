@@ -74,6 +74,9 @@ class Follower:
     def _finish(self, out: list[Event]) -> list[Event]:
         self.over = True
         self.ended = self._held or self._end_from_summary()
+        if self.ended.error == HANDED_OVER:  # and no process took it over
+            self.ended = replace(self.ended, error="it was handed over to a background process that never took it "
+                                 f"over; resume it with: fmnist-tui run --resume {self.path.name}")  # fmt: skip
         status = RunDir(self.path).read_summary().get("status")
         if status in FINAL and status != self.ended.status:  # summary.json is the record; the log only reports it
             self.ended = replace(self.ended, status=status)

@@ -33,9 +33,9 @@ class RunHost:
     def __init__(self, sink: Sink, config: RunConfig | None = None, *, resume: str | None = None,
                  overrides: dict[str, Any] | None = None, runs_dir: str | os.PathLike | None = None,
                  data_dir: str | os.PathLike | None = None, cpu_threads: int | None = None,
-                 opened: Callable[[Path], None] | None = None, lock_wait_s: float = 1.0) -> None:  # fmt: skip
+                 opened: Callable[[Path], None] | None = None, handover: bool = False) -> None:  # fmt: skip
         self.sink, self.config, self.resume = sink, config, resume
-        self.on_opened, self.lock_wait_s = opened, lock_wait_s
+        self.on_opened, self.handover = opened, handover
         self.run_path: Path | None = None  # the run's folder, once this process holds it
         self.overrides = dict(overrides or {})
         self.runs_dir = Path(runs_dir) if runs_dir else None
@@ -54,7 +54,7 @@ class RunHost:
 
             self.ended = run(self.config, self.sink, self.stop, runs_dir=self.runs_dir, data_dir=self.data_dir,
                              resume=self.resume, overrides=self.overrides, cpu_threads=self.cpu_threads,
-                             opened=self._opened, lock_wait_s=self.lock_wait_s)  # fmt: skip
+                             opened=self._opened, handover=self.handover)  # fmt: skip
         except (ConfigError, RunStoreError) as err:
             self.refused = str(err)
             self.ended = RunEnded(status="failed", run_dir="", duration_s=0.0, error=str(err))

@@ -150,6 +150,16 @@ def test_a_full_disk_while_writing_events_fails_the_run_with_the_reason_and_whol
     read_point(Path(end.run_dir) / "checkpoints/last.ckpt")  # loads
 
 
+def test_a_process_waiting_to_take_a_run_over_goes_on_only_if_it_was_handed_over(tmp_path):
+    from fmnist_tui.engine.runner import run
+    from fmnist_tui.runs import RunStoreError
+
+    end = go(make_config({**RECORD, "epochs": 1}), tmp_path)
+    with pytest.raises(RunStoreError, match="was not handed over to this process"):
+        run(None, lambda e: None, runs_dir=tmp_path / "runs", resume=end.run_dir, handover=True)
+    assert summary(end.run_dir)["status"] == "finished"
+
+
 def test_detaching_into_an_unwritable_runs_folder_is_one_line(tmp_path, preset):
     blocked = tmp_path / "file"
     blocked.write_text("")

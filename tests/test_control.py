@@ -146,3 +146,20 @@ def test_another_user_is_refused_by_the_socket_mode_and_then_by_the_server():
     finally:
         server.close()
         shutil.rmtree(folder)
+
+
+def test_a_burst_of_requests_is_answered_not_refused(served):
+    import threading
+
+    folder, controls, _ = served
+    answers: list[str] = []
+
+    def ask() -> None:
+        answers.append(send(folder, "stop-after-epoch"))
+
+    threads = [threading.Thread(target=ask) for _ in range(60)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(answers) == 60 and all("end of this epoch" in a for a in answers)

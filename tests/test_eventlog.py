@@ -91,7 +91,7 @@ def test_controls_are_parsed_or_refused_in_one_line():
     assert parse_action("stop") == ("stop", None)
     assert parse_action(" stop-after-epoch ") == ("stop-after-epoch", None)
     assert parse_action("lr=1e-3") == ("lr", 1e-3)
-    for bad in ("lr=0", "lr=-1", "lr=nan", "lr=inf", "lr=abc", "lr", "halt", ""):
+    for bad in ("lr=0", "lr=-1", "lr=nan", "lr=inf", "lr=abc", "lr=1e-320", "lr=10.5", "lr", "halt", ""):
         with pytest.raises(ControlError):
             parse_action(bad)
 
@@ -146,6 +146,17 @@ def test_a_run_without_an_event_log_is_replayed_from_its_record(tmp_path):
     assert [type(e) for e in got] == [StepProgress, StepProgress, EpochEnd, RunEnded]
     assert got[-1].status == "stopped" and got[2].val_acc == 0.5
     assert len(read_rows(folder / "metrics.csv")) == 3
+
+
+def test_a_hand_over_nobody_took_says_so(tmp_path, monkeypatch):
+    from fmnist_tui import follow
+    from fmnist_tui.engine.events import HANDED_OVER
+
+    monkeypatch.setattr(follow, "HANDOVER_GRACE_S", 0.2)
+    handed = RunEnded("interrupted", "/runs/x", 1.0, error=HANDED_OVER)
+    folder = finished_run(tmp_path, [*EVENTS[:3], handed], status="interrupted")
+    end = drain(Follower(folder))[-1]
+    assert end.status == "interrupted" and "never took it over" in end.error and "--resume" in end.error
 
 
 def test_summary_json_has_the_last_word_on_how_the_run_ended(tmp_path):

@@ -31,8 +31,9 @@ def main(early: Path) -> int:
             os.write(handshake, json.dumps(reply).encode() + b"\n")
             if last:
                 os.close(handshake)
-        except OSError:
-            pass  # nobody waits for it (a hand-over from an app that has gone)
+        except OSError:  # nobody waits for it (a hand-over from an app that has gone)
+            if "error" in reply:
+                early.unlink(missing_ok=True)  # nobody will read why either: leave no file behind
 
     def opened(path: Path) -> None:
         sys.stdout.flush()
@@ -59,7 +60,7 @@ def main(early: Path) -> int:
     answer({"ready": True}, last=False)  # an app handing its run over stops it now; the lock is taken next
     printer = Printer(sys.stdout, sys.stderr, verbose=job.verbose, every_s=job.progress_every)
     host = RunHost(printer, config, resume=job.resume, overrides=job.overrides, runs_dir=job.runs_dir,
-                   data_dir=job.data_dir, opened=opened, lock_wait_s=job.lock_wait_s)  # fmt: skip
+                   data_dir=job.data_dir, opened=opened, handover=job.handover)  # fmt: skip
     host.install_signal_handlers()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no terminal to lose: a background run outlives them all
     worker = host.start()

@@ -26,13 +26,14 @@ import socket
 import stat
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SOCKET = "control.sock"
 ACTIONS = ("stop", "stop-after-epoch", "checkpoint", "lr")
-MAX_LR = 10.0  # as the config allows
+MIN_LR, MAX_LR = 1e-10, 10.0  # the config's upper bound; below the lower one nothing trains and nothing scales
 MAX_HANDLERS = 16  # connections answered at once; more are closed at once (a flood must not block a stop)
 WAIT_APPLIED_S = 10.0  # how long a request waits to be carried out before it answers "requested"
 MAX_SUN_PATH = 100  # sockaddr_un holds 108 bytes; longer paths go through /proc/self/fd
@@ -43,8 +44,8 @@ class ControlError(Exception):
 
 
 def lr_problem(value: object) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_LR:
-        return f"lr=VALUE needs a number above 0, at most {MAX_LR:g}, e.g. lr=0.01"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not MIN_LR <= value <= MAX_LR:
+        return f"lr=VALUE needs a number from {MIN_LR:g} to {MAX_LR:g}, e.g. lr=0.01"
     return None
 
 
@@ -148,7 +149,7 @@ class ControlServer:
             raise
         finally:
             os.umask(old)
-        sock.listen(8)
+        sock.listen(128)
         sock.settimeout(0.5)
         self._sock = sock
         self._inode = os.stat(self.path).st_ino
@@ -224,6 +225,20 @@ class ControlServer:
         conn.sendall(json.dumps({"ok": ok, "text": text, "run": self.identity}).encode() + b"\n")
 
 
+def _connect(sock: socket.socket, path: Path, timeout: float) -> None:
+    """Connect, trying again while the server's backlog is full (a burst of requests)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with _address(path) as address:
+                sock.connect(address)
+            return
+        except BlockingIOError:  # EAGAIN: every slot of the backlog taken
+            if time.monotonic() > deadline:
+                raise TimeoutError from None
+            time.sleep(0.05)
+
+
 def send(run_path: Path, action: str, value: float | None = None, timeout: float = WAIT_APPLIED_S + 5) -> str:
     """Deliver one control to the run in `run_path`; its answer, or ControlError (one line)."""
     path = run_path / SOCKET
@@ -241,8 +256,7 @@ def send(run_path: Path, action: str, value: float | None = None, timeout: float
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        with _address(path) as address:
-            sock.connect(address)
+        _connect(sock, path, timeout)
         request = {"action": action, "value": value, "run": [here.st_dev, here.st_ino]}
         sock.sendall(json.dumps(request).encode() + b"\n")
         data = b""

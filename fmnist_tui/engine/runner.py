@@ -65,20 +65,20 @@ def run(
     cpu_threads: int | None = None,
     callbacks: list | None = None,
     opened: Callable[[Path], None] | None = None,
-    lock_wait_s: float = 1.0,
+    handover: bool = False,
 ) -> RunEnded:
     """Train and test one configuration (or resume run `resume`), reporting through `sink`.
 
     `cpu_threads` caps torch's CPU threads for this run (the app leaves a core to its UI).
     `callbacks` are extra Lightning callbacks (the benchmarks time and probe runs with them).
     `opened(run folder)` is called once the run's folder is locked by this process, before
-    anything else (a background run reports its folder then). A resume waits up to
-    `lock_wait_s` for another writer to let go of the run (a hand-over).
+    anything else (a background run reports its folder then). With `handover`, the resume
+    waits for the app handing the run over to let go of it, and goes on only if it did.
     """
     stop_event = stop_event or StopRequest()
     store = RunStore(paths.runs_dir(runs_dir))
     if resume:
-        segment = open_resume(store, resume, overrides or {}, data_dir, lock_wait_s)
+        segment = open_resume(store, resume, overrides or {}, data_dir, handover)
     else:
         assert config is not None, "a new run needs a config"
         segment = open_new(store, with_overrides(config, overrides or {}), data_dir)

@@ -20,11 +20,14 @@ from pathlib import Path
 
 from fmnist_tui import paths
 from fmnist_tui.config import RESUMABLE, ConfigError, RunConfig, check_resume_overrides, make_config, with_overrides
+from fmnist_tui.engine.events import HANDED_OVER
 from fmnist_tui.files import DiskFull, free_name
 from fmnist_tui.format import printable
 from fmnist_tui.metrics import FILE as METRICS
 from fmnist_tui.metrics import Carried, read_rows, restart_at
 from fmnist_tui.runs import STATUSES, RunDir, RunStore, RunStoreError
+
+HANDOVER_WAIT_S = 300.0  # an app's run stops within a step; this bounds one that is stuck
 
 
 @dataclass
@@ -69,16 +72,24 @@ def open_new(store: RunStore, config: RunConfig, data_dir: str | os.PathLike | N
 
 
 def open_resume(store: RunStore, ref: str, overrides: dict, data_dir: str | os.PathLike | None,
-                lock_wait_s: float = 1.0) -> Segment:  # fmt: skip
-    """Lock the run and check that it can go on as asked; nothing is written yet."""
+                handover: bool = False) -> Segment:  # fmt: skip
+    """Lock the run and check that it can go on as asked; nothing is written yet.
+
+    A hand-over (an app gives its run to a background process) waits for the app to let go of
+    the lock, then goes on only if the app's segment says it handed the run over: a process
+    left waiting from a hand-over that failed must never take the run over later."""
     from fmnist_tui.engine import checkpoint  # noqa: F401 - torch loads now (seconds), not while the lock is held
 
     path = store.find(ref).path
     if not (path / "config.toml").is_file():  # not a run: leave no lock file behind in it
         raise RunStoreError(f"{printable(path)}: no config.toml, so this is not a run folder (or its config was lost)")
     run_dir = RunDir(path)
-    run_dir.lock(lock_wait_s)
+    run_dir.lock(HANDOVER_WAIT_S if handover else 1.0)
     try:
+        if handover and run_dir.read_summary().get("error") != HANDED_OVER:
+            status = printable(run_dir.read_summary().get("status", "?"))
+            raise RunStoreError(f"run {printable(path.name)} was not handed over to this process "
+                                f"(it is {status}): nothing was done")  # fmt: skip
         return _check_resume(store, run_dir, overrides, data_dir)
     except BaseException:
         run_dir.unlock()

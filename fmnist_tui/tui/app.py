@@ -131,17 +131,12 @@ class FmnistApp(OutsideRuns):
         if self.run_in_progress:
             self.notify("A run is in progress: stop it first (s on the live screen).", severity="warning")
             return False
-        self.detach(quiet=True)
-        self.run_id += 1
-        self.state = RunState(config=config)
-        self._relay = Relay(self, self.run_id)
+        relay = self.new_run(RunState(config=config))
         # Leave a core to the UI: torch's CPU threads stall whenever the UI thread takes
         # one of their cores (bench/throughput.py: 14.0k against 10.5k samples/s on 2 cores).
         cpu_threads = max(1, (os.cpu_count() or 2) - 1)
-        self._host = RunHost(
-            self._relay, config, runs_dir=self.runs_dir, data_dir=self.data_dir, cpu_threads=cpu_threads
-        )
-        work = partial(self._train, self._host, self._relay)
+        self._host = RunHost(relay, config, runs_dir=self.runs_dir, data_dir=self.data_dir, cpu_threads=cpu_threads)
+        work = partial(self._train, self._host, relay)
         self._worker = self.run_worker(work, name=f"run-{self.run_id}", group="run", thread=True, exit_on_error=False)
         self.switch_mode("run")
         return True
@@ -246,6 +241,9 @@ class FmnistApp(OutsideRuns):
             return
         if isinstance(self.screen, QuitRunScreen):
             return
+        if self._handing_over:
+            self.notify("Handing the run over: the app quits once the background process has it.", timeout=5)
+            return
         self.push_screen(QuitRunScreen(), self._quit_answered)
 
     def _quit_answered(self, choice: str | None) -> None:
@@ -276,7 +274,7 @@ class FmnistApp(OutsideRuns):
         # A hang-up (the SSH link or the terminal went away) hands the run over to a background
         # process that carries on by itself. SIGTERM (an admin, a scheduler) ends the run within a
         # step, saves last.ckpt and records it as "interrupted", so `fmnist-tui run --resume` can go on.
-        if sig == signal.SIGHUP and self.handover_job() is not None:
+        if sig == signal.SIGHUP and (self.handover_job() is not None or self._handing_over):
             threading.Thread(target=self.hand_over_and_exit, args=(sig,), daemon=True, name="hang-up").start()
             return
         if self._host is not None:

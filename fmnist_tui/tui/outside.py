@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from functools import partial
 from pathlib import Path
 
@@ -63,6 +64,15 @@ class OutsideRuns(App):
             return self.attached
         return self._host.run_path if self._host is not None else None
 
+    def new_run(self, state: RunState) -> Relay:
+        """The app shows another run from now on (its own, or one it follows): a fresh state, and a
+        relay whose messages carry a new run id, so that late ones of the one before are ignored."""
+        self.detach(quiet=True)
+        self.run_id += 1
+        self.state = state
+        self._relay = Relay(self, self.run_id)
+        return self._relay
+
     # -- runs in their own process ------------------------------------------------------
     def start_background(self, config: RunConfig) -> None:
         """Start in background: the run gets its own process; the live view attaches to it."""
@@ -103,13 +113,11 @@ class OutsideRuns(App):
         if self.run_in_progress:
             self.notify("A run of this app is in progress: stop it first (s on the live screen).", severity="warning")
             return False
-        self.detach(quiet=True)
-        self.run_id += 1
-        self.attached = Path(path)
-        self.state = RunState(config=watch.config_of(self.attached), attached=self.attached)
-        self._relay = Relay(self, self.run_id)
+        path = Path(path)
+        relay = self.new_run(RunState(config=watch.config_of(path), attached=path))
+        self.attached = path
         self._follow_stop = threading.Event()
-        self.run_worker(partial(watch.follow, self.attached, self._relay, self._follow_stop), thread=True,
+        self.run_worker(partial(watch.follow, path, relay, self._follow_stop), thread=True,
                         exit_on_error=False, group="follow", name=f"follow-{self.run_id}")  # fmt: skip
         self.switch_mode("run")
         self.refresh_bindings()
@@ -151,8 +159,13 @@ class OutsideRuns(App):
         process takes it at once and resumes from that checkpoint, exactly. If the process cannot
         start, the run here is not touched."""
         host, job = self._host, self.handover_job()
+        if self._handing_over:
+            return  # one hand-over at a time: a second process would wait for the run, and take it later
+        if self.run_in_progress and self.run_path is None:
+            self.notify("The run is still starting (it has no folder yet): ask again in a moment.", timeout=5)
+            return
         if host is None or job is None:
-            self.stop_and_quit()
+            self.stop_and_quit()  # it ended meanwhile: nothing to keep running
             return
         self._handing_over = True
         self.notify("Handing the run over to a background process…", timeout=10)
@@ -165,12 +178,17 @@ class OutsideRuns(App):
         path = self.run_path
         if not self.run_in_progress or path is None:
             return None
-        return Job(resume=str(path), runs_dir=_text(self.runs_dir), data_dir=_text(self.data_dir), lock_wait_s=300)
+        return Job(resume=str(path), runs_dir=_text(self.runs_dir), data_dir=_text(self.data_dir), handover=True)
 
     def hand_over_and_exit(self, sig: int) -> None:
         """After a hang-up, in a plain thread (the terminal is gone, the UI may never draw again):
         hand the run over as above, then end the process once the run here has saved."""
         host, job = self._host, self.handover_job()
+        if self._handing_over:  # asked already (quit, then the terminal went): that process takes it
+            if host is not None:
+                host.done.wait(timeout=300)
+            time.sleep(2)  # its lock taken, its answer read by nobody: nothing more to do here
+            os._exit(128 + sig)
         if host is None or job is None:
             return
         self._handing_over = True
