@@ -251,7 +251,7 @@ def test_the_cli_modules_do_not_import_each_other_in_a_circle():
         (["attach", "not-a-run"], "no config.toml, so this is not a run folder"),
         (["control", "nope", "stop"], "no run 'nope'"),
         (["control", "20260101-000000-done", "stop"], "is not running (finished): there is nothing to control"),
-        (["control", "20260101-000000-done", "lr=-1"], "lr=VALUE needs a number above 0"),
+        (["control", "20260101-000000-done", "lr=-1"], "lr=VALUE needs a number from 1e-10 to 10"),
         (["control", "20260101-000000-done", "halt"], "'halt' is not a control"),
         (["wait", "nope"], "no run 'nope'"),
     ],
