@@ -23,13 +23,13 @@ from fmnist_tui.engine.eventlog import FILE as EVENTS
 from fmnist_tui.engine.eventlog import EventReader
 from fmnist_tui.engine.events import HANDED_OVER, EpochEnd, Event, LogLine, RunEnded, RunStarted, StepProgress
 from fmnist_tui.format import number
-from fmnist_tui.metrics import FILE as METRICS
-from fmnist_tui.metrics import read_rows
+from fmnist_tui.metrics import read_metrics
 from fmnist_tui.runs import STATUSES, RunDir, lock_held
 
 GRACE_S = 0.8  # the lock free this long (and no more events) = the writer is gone; a hand-over takes ~0.05 s
 HANDOVER_GRACE_S = 60.0  # after a segment that says it handed the run over: the next process is starting
 FINAL = tuple(s for s in STATUSES if s != "running")
+EPOCH_FIGURES = ("train_loss", "val_loss", "val_acc", "lr", "seconds")  # EpochEnd's, after epoch and step
 
 
 class Follower:
@@ -42,6 +42,14 @@ class Follower:
         self._held: RunEnded | None = None
         self._free_since: float | None = None
         self._started = False  # a replay has begun (events.jsonl, or the record without it)
+
+    def skip_history(self, keep_bytes: int = 64 * 1024) -> None:
+        """Read only the last `keep_bytes` of the log (`wait` needs the end, not the history;
+        the line cut in two there is skipped as garbage)."""
+        try:
+            self.reader.offset = max(0, self.reader.path.stat().st_size - keep_bytes)
+        except OSError:
+            pass
 
     def poll(self) -> list[Event]:
         """The events since the last poll (and the run's end, once it is over). Never raises."""
@@ -68,23 +76,22 @@ class Follower:
         grace = HANDOVER_GRACE_S if self._held is not None and self._held.error == HANDED_OVER else GRACE_S
         if now - self._free_since < grace or self.reader.pending():
             return out
-        out += [e for e in self.reader.read() if not isinstance(e, RunEnded)]
         return self._finish(out)
 
     def _finish(self, out: list[Event]) -> list[Event]:
         self.over = True
-        self.ended = self._held or self._end_from_summary()
+        summary = RunDir(self.path).read_summary()
+        self.ended = self._held or self._end_from(summary)
         if self.ended.error == HANDED_OVER:  # and no process took it over
             self.ended = replace(self.ended, error="it was handed over to a background process that never took it "
                                  f"over; resume it with: fmnist-tui run --resume {self.path.name}")  # fmt: skip
-        status = RunDir(self.path).read_summary().get("status")
+        status = summary.get("status")
         if status in FINAL and status != self.ended.status:  # summary.json is the record; the log only reports it
             self.ended = replace(self.ended, status=status)
         return [*out, self.ended]
 
-    def _end_from_summary(self) -> RunEnded:
+    def _end_from(self, summary: dict) -> RunEnded:
         """The writer left no RunEnded: what summary.json says, or `interrupted`."""
-        summary = RunDir(self.path).read_summary()
         status = summary.get("status")
         fields: dict[str, Any] = {k: number(summary.get(k)) for k in ("best_val_acc", "test_acc", "test_loss")}
         fields |= {k: summary[k] for k in ("test_checkpoint", "checkpoint", "error") if isinstance(summary.get(k), str)}
@@ -99,26 +106,17 @@ class Follower:
                               f"resume it with: fmnist-tui run --resume {self.path.name}")  # fmt: skip
 
     def _from_record(self) -> list[Event]:
-        """A run with no events.jsonl (older than it): its steps and epochs from metrics.csv."""
+        """A run with no events.jsonl (older than it): its steps and epochs from metrics.csv, in order."""
+        steps, epochs = read_metrics(self.path)
+        ends = [EpochEnd(int(e["epoch"]), int(e["step"]), *(e.get(k, math.nan) for k in EPOCH_FIGURES)) for e in epochs]
         out: list[Event] = []
-        for row in read_rows(self.path / METRICS):
-            try:
-                if row["kind"] == "step":
-                    step, loss = int(row["step"]), float(row["train_loss"])
-                    out.append(StepProgress(int(row["epoch"]), step, 0, 0, 0, loss, 0.0, 0.0, 0.0, (loss,)))
-                elif row["kind"] == "epoch":
-                    out.append(EpochEnd(*(int(row[k]) for k in ("epoch", "step")),
-                                        *(_number(row[k]) for k in ("train_loss", "val_loss", "val_acc", "lr", "seconds"))))  # fmt: skip
-            except ValueError:
-                continue
-        return out
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
+        epoch = 0  # the epoch a step is in: the epoch rows before it
+        for step, loss in steps:
+            while ends and ends[0].step < step:
+                out.append(ends.pop(0))
+                epoch += 1
+            out.append(StepProgress(epoch, step, 0, 0, 0, loss, 0.0, 0.0, 0.0, (loss,)))
+        return out + ends
 
 
 def _seconds(summary: dict) -> float:

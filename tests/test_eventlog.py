@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 import pytest
 
@@ -111,8 +112,6 @@ def drain(follower, limit=200):
         out += follower.poll()
         if follower.over:
             return out
-        import time
-
         time.sleep(0.05)
     raise AssertionError("the follower never saw the end")
 

@@ -95,7 +95,7 @@ def cmd_wait(args) -> int:
     if not (info.path / "config.toml").is_file():
         return error(f"{printable(info.path)} is not a run folder (no config.toml)")
     follower = Follower(info.path)
-    follower.reader.offset = _size(follower.reader.path)  # only the end matters: skip the history
+    follower.skip_history()
     while not follower.over:
         follower.poll()
         time.sleep(0.25)
@@ -105,11 +105,3 @@ def cmd_wait(args) -> int:
     if follower.vanished:
         return KILLED
     return WAIT_EXIT.get(end.status, 1)
-
-
-def _size(path: Path) -> int:
-    """Where to start reading: the last few events only (the end is at most a few lines)."""
-    try:
-        return max(0, path.stat().st_size - 64 * 1024)
-    except OSError:
-        return 0
