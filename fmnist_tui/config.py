@@ -28,8 +28,9 @@ AUGMENTS = ("none", "flip", "crop_flip", "crop_flip_erase")
 
 
 # What a resume may change: how long and where to train, never what is trained.
-RESUMABLE = ("epochs", "description", "data_dir", "eval_batch_size", "accelerator", "precision", "devices",
-             "progress_hz", "stop_on_nan")  # fmt: skip
+# Not devices or num_nodes: each process takes batch_size images a step, so they change what a step is.
+RESUMABLE = ("epochs", "description", "data_dir", "eval_batch_size", "accelerator", "precision", "progress_hz",
+             "stop_on_nan")  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -105,8 +106,10 @@ class RunConfig(BaseModel):
     """Numeric precision: 32, bf16-mixed or 16-mixed (16-mixed needs a GPU)."""
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
     """Where to train: auto (GPU if present), cpu or gpu."""
-    devices: int = Field(1, ge=1, le=1)
-    """Number of devices; 1 for now (multi-GPU needs the engine in its own process)."""
+    devices: int = Field(1, ge=-1, le=1024)
+    """Devices (GPUs, or CPU processes) to train on; -1 = every GPU (on a CPU machine, one process per core). Above 1, Lightning's DDP in the run's own process: each device takes batch_size images a step (a step sees batch_size x devices), and the loss shown is the first device's."""
+    num_nodes: int = Field(1, ge=1, le=1024)
+    """Machines training the run together, each with `devices` devices, started by torchrun or SLURM on every node (see the README)."""
     seed: int = Field(0, ge=0, le=2**32 - 1)
     """Seed for weights, shuffling and augmentation."""
 
@@ -138,6 +141,8 @@ class RunConfig(BaseModel):
     def _fits_the_data(self) -> RunConfig:
         if not self.normalize and (self.norm_mean is not None or self.norm_std is not None):
             raise ValueError("norm_mean: norm_mean and norm_std apply only with normalize = true")
+        if self.devices == 0:
+            raise ValueError("devices: 0 is not allowed; allowed: 1 or more, or -1 for all")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov: needs optimizer = sgd and momentum > 0")
         pool = FASHION_TRAIN_SIZE if self.dataset == "fashion-mnist" else self.synthetic_size
@@ -154,8 +159,13 @@ class RunConfig(BaseModel):
         return pool - self.val_size
 
     @property
+    def world_size(self) -> int:
+        """Processes training the run (devices = -1 counts once the run has resolved it)."""
+        return max(self.devices, 1) * self.num_nodes
+
+    @property
     def steps_per_epoch(self) -> int:
-        return -(-self.train_size // self.batch_size)
+        return -(-self.train_size // (self.batch_size * self.world_size))
 
 
 FIELDS = tuple(RunConfig.model_fields)

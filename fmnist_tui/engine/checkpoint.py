@@ -52,8 +52,8 @@ class RunCheckpoints(pl.Callback):
         improved = acc > self.best_acc  # strictly, as ModelCheckpoint; NaN never improves
         if improved:  # before saving: last.ckpt then carries this state too
             self.best_acc, self.best_epoch, self.best_step = acc, trainer.current_epoch, trainer.global_step
-        trainer.save_checkpoint(self.last, weights_only=False)
-        if improved:
+        trainer.save_checkpoint(self.last, weights_only=False)  # every DDP process calls it; the first writes
+        if improved and trainer.is_global_zero:
             publish_copy(self.last, self.best)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:

@@ -121,9 +121,12 @@ class DeviceBatches:
     """One epoch of (images, labels) batches sliced from device tensors; re-iterable."""
 
     def __init__(self, images, labels, batch_size: int, prepare, shuffle: bool, seed: int, position_fn=None,
-                 seeded: bool = False):  # fmt: skip
+                 seeded: bool = False, rank: int = 0, world: int = 1):  # fmt: skip
         self.images, self.labels = images, labels
         self.batch_size, self.prepare, self.shuffle = batch_size, prepare, shuffle
+        # Under DDP each step takes batch_size x world images of the permutation, and process `rank`
+        # every world-th of them: the processes see different images, the same number of steps.
+        self.rank, self.world = rank, world
         # position_fn() -> (epoch, batches already done in it). The permutation depends on
         # (seed, epoch) only, so a run resumed mid-epoch carries on where it stopped; with
         # `seeded`, so does the augmentation of each batch (it draws from the global RNG).
@@ -131,7 +134,7 @@ class DeviceBatches:
         self.start = 0  # the batch the last iteration started at
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        return math.ceil(len(self.labels) / (self.batch_size * self.world))
 
     def __iter__(self):
         n = len(self.labels)
@@ -143,13 +146,18 @@ class DeviceBatches:
             order = None
         self.calls += 1
         self.start = done
-        for start in range(done * self.batch_size, n, self.batch_size):
+        step = self.batch_size * self.world
+        for start in range(done * step, n, step):
             if self.seeded:
-                seed_device(self.images.device, position_seed(self.seed, "batch", epoch, start // self.batch_size))
-            if order is None:
-                x, y = self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
+                seed_device(self.images.device, position_seed(self.seed, "batch", epoch, start // step))
+            if order is None and self.world == 1:
+                x, y = self.images[start : start + step], self.labels[start : start + step]
             else:
-                idx = order[start : start + self.batch_size]
+                idx = order[start : start + step] if order is not None else torch.arange(start, min(n, start + step))
+                if self.world > 1:
+                    if len(idx) < self.world:  # every process needs an image: the last step wraps round
+                        idx = torch.cat([idx, (order if order is not None else torch.arange(n))[: self.world - len(idx)]])
+                    idx = idx[self.rank :: self.world]
                 x, y = self.images[idx], self.labels[idx]
             yield self.prepare(x), y.long()
 
@@ -304,12 +312,20 @@ class FashionData(pl.LightningDataModule):
         if self.trainer is not None:
             trainer, steps = self.trainer, self.config.steps_per_epoch
             position = lambda: (trainer.current_epoch, max(0, trainer.global_step - trainer.current_epoch * steps))  # noqa: E731
+        rank, world = self._rank()
         batches = DeviceBatches(x, y, self.config.batch_size, self._prepare(True), True, self.config.seed, position,
-                                seeded=self.augment is not None)  # fmt: skip
+                                seeded=self.augment is not None, rank=rank, world=world)  # fmt: skip
         return StepGroups(batches, STEPS_PER_CALL)
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _eval(self, split: str):
         x, y = self._tensors(split)
+        rank, world = self._rank()
+        if world > 1:  # each process evaluates every world-th image; the metrics add up across processes
+            x, y = x[rank::world], y[rank::world]
         return DeviceBatches(x, y, self.config.eval_batch_size, self._prepare(False), shuffle=False, seed=0)
 
     def val_dataloader(self):

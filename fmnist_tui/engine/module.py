@@ -73,9 +73,10 @@ class Classifier(pl.LightningModule):
         assert not isinstance(opt, list) and not isinstance(sched, list), "one optimiser, one schedule"
         # With no loss scaling to do, manual_backward only adds two hook dispatches per step:
         # a tenth of a millisecond, much of a small model's step on a GPU.
+        # Under DDP, manual_backward also readies the gradient all-reduce for each of the K steps.
         backward = (
             torch.Tensor.backward
-            if getattr(self.trainer.precision_plugin, "scaler", None) is None
+            if getattr(self.trainer.precision_plugin, "scaler", None) is None and self.trainer.world_size == 1
             else self.manual_backward
         )
         for x, y in batches:

@@ -40,6 +40,7 @@ class Reporter(pl.Callback):
         self.carried = carried  # the record of the epoch a resume starts in
         self.epochs_recorded = carried.epoch if carried else 0  # saved in checkpoints: which epoch rows they hold
         self._samples = 0
+        self.diverged = ""  # under DDP, why the run diverged, until every process stops at the same step
         self._epoch_losses: list[float] = []
         self._epoch_before = 0.0  # seconds the epoch took before this process resumed it
         # The record so far, for summary.json after each epoch: its finished epochs' time and best accuracy.
@@ -54,11 +55,13 @@ class Reporter(pl.Callback):
         if self.stop_event.is_set():
             raise StopRun("stopped by request")
 
-    def on_validation_batch_end(self, *args, **kwargs):
-        self._check_stop()
+    def on_validation_batch_end(self, trainer, *args, **kwargs):
+        if trainer.world_size == 1:  # under DDP every process stops at the same step (steering.py)
+            self._check_stop()
 
-    def on_test_batch_end(self, *args, **kwargs):
-        self._check_stop()
+    def on_test_batch_end(self, trainer, *args, **kwargs):
+        if trainer.world_size == 1:
+            self._check_stop()
 
     def on_exception(self, trainer, pl_module, exception):
         # The steps taken since the last tick are in the weights a stop saves next: record them first.
@@ -88,7 +91,7 @@ class Reporter(pl.Callback):
         self._samples = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self._samples += outputs["samples"]  # host-side shapes: no sync
+        self._samples += outputs["samples"] * trainer.world_size  # host-side shapes: no sync; every process's
         now = time.perf_counter()
         if now - self._tick_time >= self.interval:
             self._tick(trainer, pl_module, now)
@@ -110,7 +113,10 @@ class Reporter(pl.Callback):
         self.metrics.steps(trainer.current_epoch, first, losses, self._epoch_seconds(now))
         self._epoch_losses.extend(losses)
         if check and self.stop_on_nan and not all(math.isfinite(v) for v in losses):
-            raise Diverged(f"training loss is {next(v for v in losses if not math.isfinite(v))} at step {first}")
+            why = f"training loss is {next(v for v in losses if not math.isfinite(v))} at step {first}"
+            if trainer.world_size == 1:
+                raise Diverged(why)
+            self.diverged = self.diverged or why
         done = trainer.global_step - self.start_step
         elapsed = now - self.start_time
         self.sink(StepProgress(

@@ -14,14 +14,15 @@ import os
 import threading
 import time
 import traceback
+from types import SimpleNamespace
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 from fmnist_tui import paths
-from fmnist_tui.config import RunConfig, with_overrides
-from fmnist_tui.engine import tensorboard
+from fmnist_tui.config import ConfigError, RunConfig, with_overrides
+from fmnist_tui.engine import ranks, tensorboard
 from fmnist_tui.engine.control import Controls, ControlServer
 from fmnist_tui.engine.eventlog import FILE as EVENTS
 from fmnist_tui.engine.eventlog import EventLog
@@ -126,6 +127,7 @@ def _train_segment(seg: Segment, sink: Sink, stop_event: threading.Event, contro
             log.warning(
                 f"preset {seg.config.name} is made for a GPU and runs on the CPU here: expect hours, not minutes"
             )
+        end: dict = {}
         try:
             carried = begin(seg)
             if carried is not None and carried.problem:
@@ -140,6 +142,8 @@ def _train_segment(seg: Segment, sink: Sink, stop_event: threading.Event, contro
         except BaseException as err:  # noqa: BLE001 - reported below, never lost
             end = _ended_by(err, sink, stop_event, seg)
         finally:
+            if seg.ranks is not None:  # the other DDP processes end with this one (finished: on their own)
+                seg.ranks.close(wait_s=60.0 if end.get("status") == "finished" else 5.0)
             torch.set_num_threads(threads_before)
             _free_memory()
     return _finish(seg, end, sink)
@@ -160,6 +164,10 @@ def _ended_by(err: BaseException, sink: Sink, stop_event: threading.Event, seg: 
         return {"status": "diverged", "error": str(err)}
     if isinstance(err, (KeyboardInterrupt, SystemExit)):
         return {"status": "interrupted", "error": type(err).__name__}
+    if seg.ranks is not None:  # under DDP a rank's death shows here as a failed collective: name the rank
+        failure = seg.ranks.wait_failure(3.0 if _is_collective_error(err) else 0.5)
+        if failure and _is_collective_error(err):
+            return {"status": "failed", "error": failure}
     if isinstance(err, DiskFull):
         return {
             "status": "failed",
@@ -169,6 +177,13 @@ def _ended_by(err: BaseException, sink: Sink, stop_event: threading.Event, seg: 
         for line in traceback.format_exception(err)[-12:]:
             sink(LogLine("ERROR", "fmnist_tui.engine", line.rstrip()))
     return {"status": "failed", "error": failure_text(err)}
+
+
+def _is_collective_error(err: BaseException) -> bool:
+    import torch.distributed as dist
+
+    text = str(err)
+    return isinstance(err, dist.DistError) or any(w in text for w in ("gloo", "NCCL", "Connection closed by peer"))
 
 
 def _free_memory() -> None:
@@ -234,6 +249,8 @@ def _train(
         run_dir.write_config(config, seg.history)
     if metrics.copy:
         metrics.copy.config(config.model_dump())
+    run_dir.write_summary(world_size=config.world_size)
+    seg.config = config
     pl.seed_everything(config.seed, verbose=False)
     module = Classifier(config.model_dump())
     checkpoints = RunCheckpoints(run_dir.checkpoints, seg.forget_best)
@@ -242,8 +259,12 @@ def _train(
     so_far = SummarySoFar(run_dir.write_summary, reporter, checkpoints, tested_best(seg.previous))
     steering = Steering(controls, reporter, checkpoints, metrics, sink)
     # Callbacks run in this order at an epoch's end: its rows, its checkpoints, the summary, then controls.
+    distributed = config.world_size > 1
+    if distributed:
+        _start_ranks(seg, config)
     trainer = pl.Trainer(
-        accelerator=config.accelerator, devices=config.devices, precision=config.precision,
+        accelerator=config.accelerator, devices=config.devices, num_nodes=config.num_nodes,
+        strategy=ranks.strategy(on_gpu(config.accelerator)) if distributed else "auto", precision=config.precision,
         max_epochs=config.epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
         enable_checkpointing=False, num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()],
         callbacks=[reporter, checkpoints, so_far, steering, *callbacks],
@@ -251,6 +272,54 @@ def _train(
     )  # fmt: skip
     trainer.fit(module, datamodule=data, ckpt_path=str(seg.resume_from) if seg.resume_from else None, weights_only=True)
     return _test(trainer, module, data, checkpoints, metrics)
+
+
+def _start_ranks(seg: Segment, config: RunConfig) -> None:
+    """Rank 0 of a DDP run on this machine starts the others (unless a launcher did: torchrun, SLURM)."""
+    import torch
+
+    if ranks.launched_externally() or seg.scratch:
+        return
+    if config.num_nodes > 1:
+        raise ConfigError(f"num_nodes = {config.num_nodes}: start the command on every node with torchrun or "
+                          "SLURM (see the README's \"Past one machine\")")  # fmt: skip
+    threads = max(1, torch.get_num_threads() // config.devices) if not on_gpu(config.accelerator) else 1
+    torch.set_num_threads(threads)  # the cores shared among the processes, as Lightning's launcher does
+    job = {"config": config.model_dump(), "resume_from": str(seg.resume_from) if seg.resume_from else None,
+           "cpu_threads": threads}  # fmt: skip
+    seg.ranks = ranks.RankGroup(config.devices, job, on_hang=lambda why: _give_up(seg, why))
+
+
+def _give_up(seg: Segment, why: str) -> None:
+    """A rank died and rank 0 is stuck in a collective: write the end, then leave."""
+    try:
+        seg.run_dir.write_summary(status="failed", error=why, ended=datetime.now().isoformat(timespec="seconds"))
+    finally:
+        os._exit(1)
+
+
+def run_rank(config: RunConfig, stop_event: threading.Event, resume_from: str | None = None,
+             cpu_threads: int | None = None) -> dict:  # fmt: skip
+    """One of a DDP run's other processes (rank > 0): the same training, its files in a scratch folder
+    (rank 0 writes the run's); raises whatever ended it. Its log lines are dropped (rank 0's count)."""
+    import tempfile
+
+    import torch
+
+    from fmnist_tui.runs import RunDir
+
+    if cpu_threads:
+        torch.set_num_threads(cpu_threads)
+    with tempfile.TemporaryDirectory(prefix="fmnist-rank-") as tmp:
+        seg = Segment(RunDir(Path(tmp)), config, resume_from=Path(resume_from) if resume_from else None, scratch=True)
+        seg.run_dir.checkpoints.mkdir()
+        sink: Sink = lambda event: None  # noqa: E731
+        with route_logs(sink):
+            metrics = MetricsWriter(seg.run_dir.path / METRICS, None)
+            try:
+                return _train(seg, sink, stop_event, Controls(stop_event), metrics, None, [])
+            finally:
+                metrics.close()
 
 
 def tested_best(summary: dict) -> int | None:
@@ -261,24 +330,39 @@ def tested_best(summary: dict) -> int | None:
 
 def _test(trainer, module, data, checkpoints, metrics: MetricsWriter) -> dict:
     """Test best.ckpt's weights, and the final weights too when they are not the same.
-    Each figure is labelled with the epoch and step the tested file itself records."""
+    Each figure is labelled with the epoch and step the tested file itself records.
+    Under DDP the first process decides which files, and every process tests them."""
     from fmnist_tui.engine.checkpoint import read_point
     from fmnist_tui.runs import RunStoreError
 
     final_epoch, final_step = trainer.current_epoch - 1, trainer.global_step
+    distributed = trainer.world_size > 1
 
     def test(weights: str, epoch: int, step: int, ckpt_path: str | None = None) -> tuple[float, float]:
         started = time.perf_counter()
+        if distributed and ckpt_path is None:  # the others' batch-norm statistics are not quite the saved ones
+            ckpt_path = str(checkpoints.last)
         trainer.test(module, datamodule=data, ckpt_path=ckpt_path, verbose=False, weights_only=True)
         acc, loss = float(trainer.callback_metrics["test_acc"]), float(trainer.callback_metrics["test_loss"])
         metrics.row("test", epoch=epoch, step=step, test_loss=loss, test_acc=acc,
                     seconds=round(time.perf_counter() - started, 3), weights=weights)  # fmt: skip
         return acc, loss
 
-    try:
-        held = read_point(checkpoints.best) if checkpoints.best_step is not None else None
-    except RunStoreError:
-        held = None
+    held = None
+    if trainer.is_global_zero:
+        try:
+            held = read_point(checkpoints.best) if checkpoints.best_step is not None else None
+        except RunStoreError:
+            held = None
+    if distributed:
+        where = trainer.strategy.broadcast(
+            (held.epoch, held.step, str(checkpoints.best), str(checkpoints.last)) if held else None, src=0
+        )
+        if where is not None:
+            held = SimpleNamespace(epoch=where[0], step=where[1])
+            checkpoints.best, checkpoints.last = Path(where[2]), Path(where[3])  # the first process's files
+        else:
+            checkpoints.last = Path(trainer.strategy.broadcast(str(checkpoints.last), src=0))
     end: dict = {"status": "finished"}
     if held is None:  # no epoch was validated (or best.ckpt is gone): only the final weights
         acc, loss = test("last", final_epoch, final_step)

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from fmnist_tui import paths
 from fmnist_tui.config import RESUMABLE, ConfigError, RunConfig, check_resume_overrides, make_config, with_overrides
@@ -45,29 +46,40 @@ class Segment:
     republish_best: bool = False  # best.ckpt is last.ckpt's epoch but was not written before a kill
     forget_best: bool = False  # best.ckpt is not what last.ckpt says it is: track the best anew
     set_aside: list[Path] = field(default_factory=list)  # damaged files to keep beside, not to read
+    ranks: Any = None  # the DDP processes this one started (engine/ranks.py)
+    scratch: bool = False  # a DDP process other than the first: its folder is scratch, the run's is not its own
 
     @property
     def resumed(self) -> bool:
         return bool(self.history)
 
 
-def check_device(config: RunConfig) -> None:
-    """A GPU config on a machine without one fails here, before any folder is made or changed."""
-    if config.accelerator != "gpu" and config.precision != "16-mixed":
-        return
+def check_device(config: RunConfig) -> RunConfig:
+    """A GPU config on a machine without one, or more devices than there are, fails here, before any
+    folder is made or changed. devices = -1 becomes the number there is."""
     import torch
+
+    from fmnist_tui.devices import check_devices
+
+    gpus = torch.cuda.device_count()
+    check_devices(config, gpus)
+    if config.devices == -1:
+        on_gpu = config.accelerator != "cpu" and gpus > 0
+        config = with_overrides(config, {"devices": gpus if on_gpu else os.cpu_count() or 1}, "devices = -1")
+    if config.accelerator != "gpu" and config.precision != "16-mixed":
+        return config
 
     if not torch.cuda.is_available():
         what = "accelerator = gpu" if config.accelerator == "gpu" else "precision = 16-mixed"
         raise ConfigError(f"{what} needs a GPU, and none is visible here (torch.cuda.is_available() is false): "
                           "use accelerator = auto or cpu, precision = 32 or bf16-mixed")  # fmt: skip
+    return config
 
 
 def open_new(store: RunStore, config: RunConfig, data_dir: str | os.PathLike | None) -> Segment:
     # --data-dir beats the config's data_dir, which beats $FMNIST_TUI_DATA_DIR and the default.
     data = str(paths.data_dir(data_dir)) if data_dir else (config.data_dir or str(paths.data_dir()))
-    config = with_overrides(config, {"data_dir": data}, "data folder")
-    check_device(config)
+    config = check_device(with_overrides(config, {"data_dir": data}, "data folder"))
     return Segment(store.create(config), config)
 
 
@@ -116,8 +128,7 @@ def _check_resume(store: RunStore, run_dir: RunDir, overrides: dict, data_dir) -
     if data_dir:
         overrides = {**overrides, "data_dir": str(paths.data_dir(data_dir))}
     before = make_config(info.config, f"{where}/config.toml")
-    config = with_overrides(before, overrides)
-    check_device(config)
+    config = check_device(with_overrides(before, overrides))
     status = info.summary.get("status")
     status_before = "interrupted" if status == "running" else status if status in STATUSES else "incomplete"
     seg = Segment(run_dir, config, previous=dict(info.summary))

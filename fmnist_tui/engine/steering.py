@@ -16,9 +16,13 @@ import pytorch_lightning as pl
 
 from fmnist_tui.engine.control import Controls, Request
 from fmnist_tui.engine.events import Control, Sink
-from fmnist_tui.engine.reporter import Reporter
+from fmnist_tui.engine.reporter import Diverged, Reporter, StopRun
+from fmnist_tui.engine.stop import reason_of
 from fmnist_tui.engine.schedule import Refittable
 from fmnist_tui.metrics import MetricsWriter
+
+SYNC_EVERY = 16  # steps between the DDP processes' agreements (a stop waits at most this many steps)
+REASONS = ("stopped", "interrupted", "handover")  # by rank: when two processes ask, the later one wins
 
 
 class Steering(pl.Callback):
@@ -30,6 +34,9 @@ class Steering(pl.Callback):
         self._saves: list[Request] = []
 
     def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.world_size > 1:
+            pl_module.before_step = lambda: self._agree(trainer, pl_module)
+            return
         check_stop = pl_module.before_step  # the Reporter's stop check, set in its on_train_start
 
         def before_step() -> None:
@@ -42,6 +49,41 @@ class Steering(pl.Callback):
                         self._saves.append(request)
 
         pl_module.before_step = before_step
+
+    def _agree(self, trainer, pl_module) -> None:
+        """Under DDP, every SYNC_EVERY steps and at each epoch's first step, the processes agree on
+        what happens next (one all-reduce of four numbers): a stop or a divergence seen by any
+        process, the first process's controls. All then act at the same step, so none is left
+        waiting in a collective the others never reach."""
+        step = trainer.global_step
+        if step % SYNC_EVERY and step != trainer.current_epoch * self.reporter.steps_per_epoch:
+            return
+        import torch
+        import torch.distributed as dist
+
+        stop = self.controls.stop
+        requests = self.controls.take() if self.controls.pending else []
+        lrs = [r for r in requests if r.action == "lr"]
+        for superseded in lrs[:-1]:
+            superseded.finish("a later lr request replaced it", ok=False)
+        saves = [r for r in requests if r.action != "lr"]
+        packet = torch.tensor(
+            [REASONS.index(reason_of(stop)) + 1 if stop.is_set() else 0, float(lrs[-1].value or 0) if lrs else 0.0,
+             1.0 if saves else 0.0, 1.0 if self.reporter.diverged else 0.0],
+            dtype=torch.float64, device=pl_module.device,
+        )  # fmt: skip
+        dist.all_reduce(packet, op=dist.ReduceOp.MAX)
+        code, lr, save, diverged = packet.tolist()
+        if diverged:
+            raise Diverged(self.reporter.diverged or "the training loss turned NaN or infinite in another process")
+        if code:
+            if not stop.is_set() and hasattr(stop, "request"):
+                stop.request(REASONS[int(code) - 1])  # how the run ends, as the process that asked says
+            raise StopRun("stopped by request")
+        if lr:
+            self._set_lr(trainer, pl_module, lrs[-1] if lrs else Request("lr", lr))
+        if save:
+            self._saves.extend(saves or [Request("checkpoint")])
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not self._saves:

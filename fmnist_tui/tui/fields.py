@@ -29,7 +29,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "norm_std",
         "augment",
     ),
-    "Device and reporting": ("accelerator", "devices", "progress_hz", "stop_on_nan"),
+    "Device and reporting": ("accelerator", "devices", "num_nodes", "progress_hz", "stop_on_nan"),
 }
 
 

@@ -1,0 +1,61 @@
+"""Which GPUs this machine has, without importing torch (the scheduler and `queue add` ask it).
+
+CUDA_VISIBLE_DEVICES, when set, is the answer (its names are passed on as they are, so a
+run is pinned to a subset of what the user allowed). Otherwise the NVIDIA driver's own list
+in /proc, or `nvidia-smi -L`. The engine counts again with torch before a run starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from fmnist_tui.config import ConfigError, RunConfig
+
+PROC = Path("/proc/driver/nvidia/gpus")
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs as CUDA_VISIBLE_DEVICES names them ("0", "1", ... or UUIDs); [] on a CPU machine."""
+    chosen = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if chosen is not None:
+        names = [n.strip() for n in chosen.split(",") if n.strip()]
+        return [] if names and names[0].startswith("-") else names  # "-1": none
+    try:
+        count = sum(1 for _ in PROC.iterdir())
+    except OSError:
+        count = 0
+    if not count and shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+            count = sum(1 for line in out.splitlines() if line.startswith("GPU "))
+        except (OSError, subprocess.SubprocessError):
+            count = 0
+    return [str(i) for i in range(count)]
+
+
+def check_devices(config: RunConfig, gpus: int | None = None) -> None:
+    """`devices` beyond what this machine has: one line, before anything starts."""
+    if config.devices == 1:
+        return
+    gpus = len(visible_gpus()) if gpus is None else gpus
+    on_gpu = config.accelerator == "gpu" or (config.accelerator == "auto" and gpus > 0)
+    have = gpus if on_gpu else os.cpu_count() or 1
+    what = f"{have} GPU{'s' if have != 1 else ''}" if on_gpu else f"{have} CPU cores (one process each)"
+    if config.accelerator == "gpu" and gpus == 0:
+        raise ConfigError("accelerator = gpu: no GPU is visible here (CUDA_VISIBLE_DEVICES, the NVIDIA driver)")
+    if config.devices > have:
+        raise ConfigError(f"devices: {config.devices} asked for, and this machine has {what}; "
+                          f"allowed: 1 to {have}, or -1 for all")  # fmt: skip
+
+
+def world_size(config: RunConfig, gpus: int | None = None) -> int:
+    """The processes that train the run: devices (resolved from -1) times num_nodes."""
+    per_node = config.devices
+    if per_node == -1:
+        gpus = len(visible_gpus()) if gpus is None else gpus
+        on_gpu = config.accelerator == "gpu" or (config.accelerator == "auto" and gpus > 0)
+        per_node = gpus if on_gpu else os.cpu_count() or 1
+    return max(1, per_node) * config.num_nodes

@@ -1,0 +1,256 @@
+"""The scheduler: runs queued entries as background runs, one per free device slot. No torch, no textual.
+
+With N GPUs visible, N slots: an entry asking for `devices = k` takes k free GPUs, pinned
+with CUDA_VISIBLE_DEVICES (`-1`: all of them). With none, one slot (`--slots` sets
+another count; each run then gets the CPU cores divided among the slots). Entries start in
+the order they were added: one that does not fit yet holds the ones behind it (a big
+entry is never starved by small ones).
+
+One scheduler per runs folder: it holds `.queue/scheduler.lock` (a flock, so it is free
+again the moment its process dies, even by kill -9). `ensure_running` starts one in its
+own session when something is queued, so it outlives the app and the SSH link; it exits
+when nothing is queued or running. Each entry's process holds `launch-N.lock` for its
+whole life, so a scheduler started after a kill -9 knows which runs still go on.
+
+The next run is ready before it is needed: one process waits with torch already imported
+(a few seconds of every start), and takes the next entry the moment a slot frees.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fmnist_tui import background, devices
+from fmnist_tui.background import BackgroundError, Job, Launched
+from fmnist_tui.format import printable
+from fmnist_tui.runqueue import FROM_STATUS, Entry, Loaded, Queue, QueueError, now
+from fmnist_tui.runs import RunStore
+
+POLL_S = 0.5  # runs a scheduler did not start itself (after a restart) are polled; its own wake it at once
+LAUNCH_GRACE_S = 30.0  # a "starting" entry whose process holds no lock after this long never started
+
+
+def lock_free(path: Path) -> bool:
+    """True when nobody holds the flock on `path` (or it does not exist)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def running(runs_root: Path) -> bool:
+    return not lock_free(Queue(runs_root).root / "scheduler.lock")
+
+
+def ensure_running(runs_root: Path) -> bool:
+    """Start the scheduler of this runs folder unless one runs; True if this call started one."""
+    queue = Queue(runs_root)
+    if running(runs_root):
+        return False
+    queue.root.mkdir(parents=True, exist_ok=True)
+    log = os.open(queue.root / "scheduler.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    try:
+        subprocess.Popen(
+            [sys.executable, "-P", "-m", "fmnist_tui.cli.scheduler", str(runs_root)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    finally:
+        os.close(log)
+    # Two starters at once: the second process finds the lock held and leaves at once.
+    return True
+
+
+@dataclass
+class Slots:
+    """What can run at once: GPU numbers (as CUDA_VISIBLE_DEVICES names them), or a count of CPU slots."""
+
+    gpus: list[str]
+    count: int
+
+    def need(self, entry: Entry) -> int:
+        wanted = entry.config.get("devices", 1)
+        wanted = wanted if isinstance(wanted, int) and wanted > 0 else self.count  # -1: all of them
+        return min(wanted, self.count)  # more than there is: it waits for all (the CLI refuses it when added)
+
+
+def read_slots(queue: Queue) -> Slots:
+    gpus = devices.visible_gpus()
+    try:
+        chosen = int((queue.root / "slots").read_text().strip())
+    except (OSError, ValueError):
+        chosen = 0
+    if gpus:
+        return Slots(gpus, min(chosen, len(gpus)) if chosen > 0 else len(gpus))
+    return Slots([], chosen if chosen > 0 else 1)
+
+
+class Scheduler:
+    def __init__(self, runs_root: Path):
+        self.root = Path(runs_root)
+        self.queue = Queue(self.root)
+        self.wake = threading.Event()
+        self.mine: dict[int, Launched] = {}  # entries this process launched
+        self.spare: Launched | None = None  # a process with torch imported, waiting for its job
+        self.lock_fd: int | None = None
+
+    def log(self, text: str) -> None:
+        print(f"{now()} {text}", flush=True)
+
+    def take_lock(self) -> bool:
+        self.queue.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.queue.root / "scheduler.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} since {now()}\n".encode())
+        self.lock_fd = fd
+        return True
+
+    def serve(self) -> int:
+        if not self.take_lock():
+            return 0  # another scheduler serves this folder
+        self.log(f"scheduler started (pid {os.getpid()})")
+        try:
+            while True:
+                launches, more = self.step()
+                if launches is None:
+                    break
+                for entry, job in launches:
+                    self.launch(entry, job)
+                if more and self.spare is None:
+                    self.spare = self.warm()
+                self.wake.wait(POLL_S)
+                self.wake.clear()
+        finally:
+            if self.spare is not None:
+                self.spare.proc.kill()
+        self.log("queue empty: scheduler exits")
+        return 0
+
+    def step(self) -> tuple[list[tuple[Entry, Job]] | None, bool]:
+        """Account for ended runs and choose what starts now; (None, False) when there is nothing left."""
+        slots = read_slots(self.queue)
+        with self.queue.edit() as loaded:
+            for problem in loaded.problems:
+                self.log(f"warning: {problem}: set aside in rejected.jsonl")
+            self.reconcile(loaded)
+            active = [e for e in loaded.entries if e.active]
+            queued = [e for e in loaded.entries if e.state == "queued"]
+            if not active and not queued:
+                os.close(self.lock_fd or -1)  # under the queue's lock: an entry added next finds no scheduler
+                self.lock_fd = None
+                return None, False
+            busy = {d for e in active for d in (e.devices or [])}
+            used = sum(slots.need(e) for e in active)
+            launches = []
+            for entry in queued:
+                need = slots.need(entry)
+                if used + need > slots.count:
+                    break  # first come, first served
+                job = Job(config=entry.config, runs_dir=str(self.root), queue_id=entry.id, tag=entry.label,
+                          record={"queue_id": entry.id, **({"sweep": entry.sweep} if entry.sweep else {})})  # fmt: skip
+                if slots.gpus:
+                    free = [i for i, _ in enumerate(slots.gpus) if i not in busy][:need]
+                    busy.update(free)
+                    entry.devices = free
+                    job.env = {"CUDA_VISIBLE_DEVICES": ",".join(slots.gpus[i] for i in free)}
+                else:
+                    job.cpu_threads = max(1, (os.cpu_count() or 1) * need // slots.count)
+                used += need
+                entry.state, entry.started = "starting", now()
+                launches.append((entry, job))
+            return launches, len(queued) > len(launches)
+
+    def reconcile(self, loaded: Loaded) -> None:
+        """Entries whose process has ended take the end their run recorded."""
+        store = RunStore(self.root)
+        for entry in loaded.entries:
+            if not entry.active or not lock_free(self.queue.launch_lock(entry.id)):
+                continue
+            launched = self.mine.get(entry.id)
+            if launched is not None and launched.proc.poll() is None and entry.state == "starting":
+                continue  # still importing, or about to take its lock
+            if entry.state == "starting" and entry.run is None:
+                if launched is None and _age_s(entry.started) < LAUNCH_GRACE_S:
+                    continue  # another scheduler launched it a moment ago
+                if launched is None:  # launched by a scheduler that died before it could: try again
+                    entry.state, entry.started = "queued", None
+                    self.log(f"entry {entry.id}: its start was cut short; queued again")
+                    continue
+            self.mine.pop(entry.id, None)
+            status = entry.status
+            if entry.run and status is None:
+                try:
+                    info = store.read(self.root / entry.run)
+                    status = info.summary.get("status")
+                    entry.error = entry.error or info.summary.get("error")
+                except OSError:
+                    status = None
+                status = "interrupted" if status == "running" else status  # it died without writing its end
+            entry.status = status if isinstance(status, str) else "failed"
+            entry.state = FROM_STATUS.get(entry.status, "failed")
+            entry.ended = entry.ended or now()
+            if entry.run is None and entry.error is None:
+                entry.error = "the background process ended before its run started"
+            self.log(f"entry {entry.id}: {entry.state}{' (' + entry.run + ')' if entry.run else ''}")
+
+    def warm(self) -> Launched | None:
+        try:
+            return background.launch(None, on_exit=self.wake.set)
+        except (OSError, background.RunStoreError) as err:
+            self.log(f"cannot start a process: {err}")
+            return None
+
+    def launch(self, entry: Entry, job: Job) -> None:
+        launched, self.spare = self.spare, None
+        if launched is None or launched.proc.poll() is not None:
+            launched = self.warm()
+        if launched is None:
+            self._failed(entry, "no process could be started")
+            return
+        self.mine[entry.id] = launched
+        launched.send(job)
+        self.log(f"entry {entry.id}: starting ({entry.preset}{' ' + entry.label if entry.label else ''})")
+        threading.Thread(target=self._started, args=(entry, launched), daemon=True).start()
+
+    def _started(self, entry: Entry, launched: Launched) -> None:
+        try:
+            started = launched.wait()
+            self.log(f"entry {entry.id}: running {started.run_path.name} (pid {started.pid})")
+        except BackgroundError as err:
+            self._failed(entry, str(err))
+        self.wake.set()
+
+    def _failed(self, entry: Entry, error: str) -> None:
+        self.log(f"entry {entry.id}: failed to start: {error}")
+        try:
+            self.queue.update(entry.id, state="failed", status="failed", error=printable(error), ended=now())
+        except QueueError as err:
+            self.log(f"cannot record it: {err}")
+
+
+def _age_s(iso: str | None) -> float:
+    from datetime import datetime
+
+    try:
+        return time.time() - datetime.fromisoformat(iso or "").timestamp()
+    except ValueError:
+        return 1e9
+
