@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -53,6 +54,11 @@ class Job:
     handover: bool = False  # takes over a run an app hands over: waits for its lock, acts only if handed over
     progress_every: float | None = None
     verbose: bool = False
+    cpu_threads: int | None = None  # torch's threads (the scheduler shares the cores among its slots)
+    env: dict[str, str] = field(default_factory=dict)  # set before anything loads on a device: CUDA_VISIBLE_DEVICES
+    queue_id: int | None = None  # the queue entry it runs (runqueue.py): it holds its launch lock, records its run
+    tag: str = ""  # ends the run folder's name: a sweep's point
+    record: dict[str, Any] = field(default_factory=dict)  # extra summary.json fields: the queue entry, the sweep
 
 
 @dataclass
@@ -68,6 +74,15 @@ class Launched:
     def __init__(self, proc: subprocess.Popen, early: Path):
         self.proc, self.early = proc, early
         self._buffer = b""
+
+    def send(self, job: Job) -> None:
+        """The job of a process launched without one (it waits with torch imported: a start in no time)."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(asdict(job)).encode() + b"\n")
+            self.proc.stdin.close()
+        except OSError:
+            pass  # it has died: `wait` says so
 
     def _reply(self, timeout_s: float) -> dict:
         """The next line the process answers, as JSON ({} when it ended or said nothing in time)."""
@@ -107,9 +122,10 @@ class Launched:
         raise BackgroundError(f"the background run ended before it started{': ' + tail if tail else ''}")
 
 
-def launch(job: Job) -> Launched:
-    """Start the background process for `job` (RunStoreError if the runs folder is not writable)."""
-    root = paths.runs_dir(job.runs_dir)
+def launch(job: Job | None, runs_dir: str | None = None, on_exit: Callable[[], None] | None = None) -> Launched:
+    """Start the background process for `job` (RunStoreError if the runs folder is not writable).
+    With no job it imports torch and waits for one (`Launched.send`); `on_exit` is called when it ends."""
+    root = paths.runs_dir(job.runs_dir if job else runs_dir)
     RunStore(root).check_writable()  # one line, before any process starts
     early = root / f".background-{uuid.uuid4().hex[:12]}.log"
     log_fd = os.open(early, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
@@ -122,11 +138,17 @@ def launch(job: Job) -> Launched:
         )  # fmt: skip
     finally:
         os.close(log_fd)
-    assert proc.stdin is not None
-    proc.stdin.write(json.dumps(asdict(job)).encode() + b"\n")
-    proc.stdin.close()
-    threading.Thread(target=proc.wait, name="fmnist-reap", daemon=True).start()  # no zombie left behind
-    return Launched(proc, early)
+    launched = Launched(proc, early)
+    if job is not None:
+        launched.send(job)
+
+    def reap() -> None:  # no zombie left behind
+        proc.wait()
+        if on_exit is not None:
+            on_exit()
+
+    threading.Thread(target=reap, name="fmnist-reap", daemon=True).start()
+    return launched
 
 
 def start(job: Job, timeout_s: float = START_TIMEOUT_S) -> Started:

@@ -36,6 +36,18 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(count)]
 
 
+def check_runnable(config: RunConfig) -> None:
+    """What this machine cannot run is refused when queued, not hours later when its turn comes."""
+    gpus = len(visible_gpus())
+    if (config.accelerator == "gpu" or config.precision == "16-mixed") and gpus == 0:
+        what = "accelerator = gpu" if config.accelerator == "gpu" else "precision = 16-mixed"
+        raise ConfigError(f"{what} needs a GPU, and none is visible here: use accelerator = auto or cpu")
+    check_devices(config, gpus)
+    if config.num_nodes > 1:
+        raise ConfigError("num_nodes: a queued run trains on this machine only; start a several-node run with "
+                          "torchrun or SLURM on every node (see the README)")  # fmt: skip
+
+
 def check_devices(config: RunConfig, gpus: int | None = None) -> None:
     """`devices` beyond what this machine has: one line, before anything starts."""
     if config.devices == 1:

@@ -33,8 +33,10 @@ class RunHost:
     def __init__(self, sink: Sink, config: RunConfig | None = None, *, resume: str | None = None,
                  overrides: dict[str, Any] | None = None, runs_dir: str | os.PathLike | None = None,
                  data_dir: str | os.PathLike | None = None, cpu_threads: int | None = None,
-                 opened: Callable[[Path], None] | None = None, handover: bool = False) -> None:  # fmt: skip
+                 opened: Callable[[Path], None] | None = None, handover: bool = False, tag: str = "",
+                 record: dict[str, Any] | None = None) -> None:  # fmt: skip
         self.sink, self.config, self.resume = sink, config, resume
+        self.tag, self.record = tag, dict(record or {})  # a sweep's point: in the folder's name, in summary.json
         self.on_opened, self.handover = opened, handover
         self.run_path: Path | None = None  # the run's folder, once this process holds it
         self.overrides = dict(overrides or {})
@@ -54,7 +56,8 @@ class RunHost:
 
             self.ended = run(self.config, self.sink, self.stop, runs_dir=self.runs_dir, data_dir=self.data_dir,
                              resume=self.resume, overrides=self.overrides, cpu_threads=self.cpu_threads,
-                             opened=self._opened, handover=self.handover)  # fmt: skip
+                             opened=self._opened, handover=self.handover, tag=self.tag,
+                             record=self.record)  # fmt: skip
         except (ConfigError, RunStoreError) as err:
             self.refused = str(err)
             self.ended = RunEnded(status="failed", run_dir="", duration_s=0.0, error=str(err))

@@ -22,6 +22,7 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import stat
@@ -250,6 +251,11 @@ class RunDir:
         return summary
 
 
+def folder_safe(text: str, most: int = 120) -> str:
+    """`text` as part of a folder name: letters, digits and _ . = + - only, the rest as -."""
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "-", text).strip("-.")[:most]
+
+
 def read_config(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """config.toml as (config values, resume history); OSError or ValueError if unreadable."""
     values = tomllib.loads((path / "config.toml").read_text(encoding="utf-8"))
@@ -282,10 +288,11 @@ class RunStore:
         except OSError as err:
             raise RunStoreError(f"runs folder {self.root} is not writable: {err.strerror or err}") from None
 
-    def create(self, config: RunConfig) -> RunDir:
-        """A new folder that no other run has used, locked, with config.toml and a 'running' summary."""
+    def create(self, config: RunConfig, tag: str = "", record: dict[str, Any] | None = None) -> RunDir:
+        """A new folder that no other run has used, locked, with config.toml and a 'running' summary.
+        `tag` ends the folder's name (a sweep's point, "lr=0.01-batch_size=64"); `record` joins the summary."""
         self.check_writable()
-        stem = f"{datetime.now():%Y%m%d-%H%M%S}-{config.name}"
+        stem = f"{datetime.now():%Y%m%d-%H%M%S}-{config.name}{'-' + folder_safe(tag) if tag else ''}"
         for n in range(1, 1000):
             path = self.root / (stem if n == 1 else f"{stem}-{n}")
             try:
@@ -301,7 +308,8 @@ class RunStore:
             run.lock()
             run.reserve_space()
             run.checkpoints.mkdir()
-            run.write_summary(status="running", pid=os.getpid(), started=datetime.now().isoformat(timespec="seconds"))
+            run.write_summary(**(record or {}), status="running", pid=os.getpid(),
+                              started=datetime.now().isoformat(timespec="seconds"))  # fmt: skip
         except (OSError, RunStoreError) as err:
             run.unlock()
             shutil.rmtree(path, ignore_errors=True)  # only what this call made: nothing has trained yet

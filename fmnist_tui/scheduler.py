@@ -31,9 +31,9 @@ from fmnist_tui import background, devices
 from fmnist_tui.background import BackgroundError, Job, Launched
 from fmnist_tui.format import printable
 from fmnist_tui.runqueue import FROM_STATUS, Entry, Loaded, Queue, QueueError, now
-from fmnist_tui.runs import RunStore
+from fmnist_tui.runs import RunStore, RunStoreError
 
-POLL_S = 0.5  # runs a scheduler did not start itself (after a restart) are polled; its own wake it at once
+POLL_S = 0.25  # how often the queue is read: a run that has ended frees its slot within this
 LAUNCH_GRACE_S = 30.0  # a "starting" entry whose process holds no lock after this long never started
 
 
@@ -104,7 +104,7 @@ class Scheduler:
         self.queue = Queue(self.root)
         self.wake = threading.Event()
         self.mine: dict[int, Launched] = {}  # entries this process launched
-        self.spare: Launched | None = None  # a process with torch imported, waiting for its job
+        self.spares: list[Launched] = []  # processes with torch imported, waiting for their jobs
         self.lock_fd: int | None = None
 
     def log(self, text: str) -> None:
@@ -129,23 +129,27 @@ class Scheduler:
         self.log(f"scheduler started (pid {os.getpid()})")
         try:
             while True:
-                launches, more = self.step()
+                launches, waiting = self.step()
                 if launches is None:
                     break
                 for entry, job in launches:
                     self.launch(entry, job)
-                if more and self.spare is None:
-                    self.spare = self.warm()
+                self.spares = [s for s in self.spares if s.proc.poll() is None]
+                while len(self.spares) < min(waiting, read_slots(self.queue).count):
+                    spare = self.warm()
+                    if spare is None:
+                        break
+                    self.spares.append(spare)
                 self.wake.wait(POLL_S)
                 self.wake.clear()
         finally:
-            if self.spare is not None:
-                self.spare.proc.kill()
+            for spare in self.spares:
+                spare.proc.kill()
         self.log("queue empty: scheduler exits")
         return 0
 
-    def step(self) -> tuple[list[tuple[Entry, Job]] | None, bool]:
-        """Account for ended runs and choose what starts now; (None, False) when there is nothing left."""
+    def step(self) -> tuple[list[tuple[Entry, Job]] | None, int]:
+        """Account for ended runs and choose what starts now, and how many wait; None when nothing is left."""
         slots = read_slots(self.queue)
         with self.queue.edit() as loaded:
             for problem in loaded.problems:
@@ -156,7 +160,7 @@ class Scheduler:
             if not active and not queued:
                 os.close(self.lock_fd or -1)  # under the queue's lock: an entry added next finds no scheduler
                 self.lock_fd = None
-                return None, False
+                return None, 0
             busy = {d for e in active for d in (e.devices or [])}
             used = sum(slots.need(e) for e in active)
             launches = []
@@ -176,7 +180,7 @@ class Scheduler:
                 used += need
                 entry.state, entry.started = "starting", now()
                 launches.append((entry, job))
-            return launches, len(queued) > len(launches)
+            return launches, len(queued) - len(launches)
 
     def reconcile(self, loaded: Loaded) -> None:
         """Entries whose process has ended take the end their run recorded."""
@@ -213,15 +217,15 @@ class Scheduler:
 
     def warm(self) -> Launched | None:
         try:
-            return background.launch(None, on_exit=self.wake.set)
-        except (OSError, background.RunStoreError) as err:
+            return background.launch(None, runs_dir=str(self.root), on_exit=self.wake.set)
+        except (OSError, RunStoreError) as err:
             self.log(f"cannot start a process: {err}")
             return None
 
     def launch(self, entry: Entry, job: Job) -> None:
-        launched, self.spare = self.spare, None
-        if launched is None or launched.proc.poll() is not None:
-            launched = self.warm()
+        ready = [s for s in self.spares if s.proc.poll() is None]
+        launched = ready[0] if ready else self.warm()
+        self.spares = ready[1:]
         if launched is None:
             self._failed(entry, "no process could be started")
             return
@@ -253,4 +257,3 @@ def _age_s(iso: str | None) -> float:
         return time.time() - datetime.fromisoformat(iso or "").timestamp()
     except ValueError:
         return 1e9
-

@@ -7,6 +7,7 @@ terminal's end reaches a background run. SIGTERM interrupts and Ctrl-C stops, as
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -20,7 +21,15 @@ from fmnist_tui.host import RunHost
 
 
 def main(early: Path) -> int:
-    job = Job(**json.loads(sys.stdin.readline()))
+    import fmnist_tui.engine.checkpoint
+    import fmnist_tui.engine.runner  # noqa: F401 - torch and Lightning first: a job handed over or queued starts at once
+
+    line = sys.stdin.readline()
+    if not line.strip():  # launched ahead of its job, which never came (its scheduler ended)
+        early.unlink(missing_ok=True)
+        return 0
+    job = Job(**json.loads(line))
+    os.environ.update(job.env)  # CUDA_VISIBLE_DEVICES: nothing has touched a GPU yet
     handshake = os.dup(1)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
@@ -35,6 +44,11 @@ def main(early: Path) -> int:
             if "error" in reply:
                 early.unlink(missing_ok=True)  # nobody will read why either: leave no file behind
 
+    entry = QueueEntry(job) if job.queue_id is not None else None
+    if entry is not None and not entry.hold():
+        answer({"error": f"queue entry {job.queue_id} is being started by another process", "code": 2})
+        return 2
+
     def opened(path: Path) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -47,6 +61,8 @@ def main(early: Path) -> int:
         os.dup2(log, 2)
         os.close(log)
         early.unlink(missing_ok=True)
+        if entry is not None:
+            entry.running(path)
         answer({"run_dir": str(path), "pid": os.getpid()})
 
     try:
@@ -54,13 +70,11 @@ def main(early: Path) -> int:
     except ConfigError as err:
         answer({"error": str(err), "code": 2})
         return 2
-    import fmnist_tui.engine.checkpoint
-    import fmnist_tui.engine.runner  # noqa: F401 - torch and Lightning: the seconds a hand-over must not wait for
-
     answer({"ready": True}, last=False)  # an app handing its run over stops it now; the lock is taken next
     printer = Printer(sys.stdout, sys.stderr, verbose=job.verbose, every_s=job.progress_every)
     host = RunHost(printer, config, resume=job.resume, overrides=job.overrides, runs_dir=job.runs_dir,
-                   data_dir=job.data_dir, opened=opened, handover=job.handover)  # fmt: skip
+                   data_dir=job.data_dir, opened=opened, handover=job.handover, cpu_threads=job.cpu_threads,
+                   tag=job.tag, record=job.record)  # fmt: skip
     host.install_signal_handlers()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # no terminal to lose: a background run outlives them all
     worker = host.start()
@@ -69,7 +83,49 @@ def main(early: Path) -> int:
     if host.run_path is None:  # refused, or failed, before it had a folder
         error = host.refused or (host.ended.error if host.ended else None) or "it failed to start"
         answer({"error": error, "code": host.exit_code})
+    if entry is not None:
+        entry.ended(host)
     return host.exit_code
+
+
+class QueueEntry:
+    """The queue entry this process runs: held (its launch lock) for the process's whole life."""
+
+    def __init__(self, job: Job):
+        from fmnist_tui import paths
+        from fmnist_tui.runqueue import Queue
+
+        assert job.queue_id is not None
+        self.id: int = job.queue_id
+        self.queue = Queue(paths.runs_dir(job.runs_dir))
+
+    def hold(self) -> bool:
+        try:
+            fd = os.open(self.queue.launch_lock(self.id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        self.fd = fd  # kept open, so held, until this process ends
+        return True
+
+    def running(self, path: Path) -> None:
+        from fmnist_tui.runqueue import QueueError, now
+
+        try:
+            self.queue.update(self.id, state="running", run=path.name, started=now())
+        except QueueError:
+            pass  # the scheduler finds it through its lock
+
+    def ended(self, host: RunHost) -> None:
+        from fmnist_tui.runqueue import FROM_STATUS, QueueError, now
+
+        status = host.ended.status if host.ended else "failed"
+        error = host.refused or (host.ended.error if host.ended else None)
+        try:
+            self.queue.update(self.id, state=FROM_STATUS.get(status, "failed"), status=status, error=error,
+                              ended=now())  # fmt: skip
+        except QueueError:
+            pass
 
 
 if __name__ == "__main__":

@@ -133,6 +133,10 @@ def run_headless(args, overrides: dict) -> int:
             print(f"warning: {printable(problem)}", file=sys.stderr)
         # An unknown preset or a bad --set value: ConfigError, exit 2, before torch loads.
         config = with_overrides(found.get(args.preset), overrides)
+    from fmnist_tui.cli.rank import follow_launcher, launcher_rank
+
+    if launcher_rank() > 0:  # torchrun or SLURM started this command on every process: the first one reports
+        return follow_launcher(args, config, overrides)
     printer = Printer(sys.stdout, sys.stderr, verbose=args.verbose, every_s=args.progress_every, as_json=args.json)
     if config is not None:
         check_device(config)  # a GPU config without a GPU: exit 2 before the run starts (torch loads only then)

@@ -56,6 +56,10 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "control": ("act on a running run: stop, stop-after-epoch, checkpoint, lr=VALUE", ("runs-dir", "json")),
     "wait": ("wait for a run to end; exit with its code (0 finished, 1 failed, 130 stopped, 143 interrupted, "
              "137 killed)", ("runs-dir",)),
+    "queue": ("runs waiting for a device: queue [list] | add [--preset NAME] [--set K=V] | rm ID | clear",
+              ("set", "preset", "data-dir", "runs-dir", "presets-dir", "json")),
+    "sweep": ("queue the cross product of --grid KEY=V1,V2,... (each combination a run)",
+              ("set", "preset", "data-dir", "runs-dir", "presets-dir", "json")),
     "runs": ("list runs with their status and best metrics", ("runs-dir", "json")),
     "presets": ("list presets and their descriptions", ("presets-dir", "json")),
     "keys": ("list every config key with its help text", ("json",)),
@@ -103,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
         elif command == "control":
             p.add_argument("run", metavar="RUN", help="a run's folder, name or unique prefix")
             p.add_argument("action", metavar="ACTION", help="stop, stop-after-epoch, checkpoint or lr=VALUE")
+        elif command in ("queue", "sweep"):
+            if command == "queue":
+                p.add_argument("action", nargs="?", choices=("list", "add", "rm", "clear"), metavar="ACTION",
+                               help="list (the default), add, rm ID, or clear")  # fmt: skip
+                p.add_argument("id", nargs="?", metavar="ID", help="the entry `rm` removes")
+                p.add_argument("--ended", action="store_true", help="clear: remove the ended entries, not the queued")
+            else:
+                p.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
+                               help="values of one key (repeatable: the runs are every combination)")  # fmt: skip
+                p.add_argument("--yes", action="store_true", help="queue a sweep of more than 100 runs")
+            p.add_argument("--slots", type=int, metavar="N",
+                           help="runs at once from now on (default: one per GPU, or 1 on a CPU machine)")  # fmt: skip
         elif command == "wait":
             p.add_argument("run", metavar="RUN", help="a run's folder, name or unique prefix")
     return parser
@@ -169,6 +185,14 @@ def _command(args: argparse.Namespace) -> int:
             raise RunStoreError(f"{info.path}: no config.toml, so this is not a run folder")
         return run_app(runs_dir=args.runs_dir, attach=info.path, alerts=not args.no_alerts)
     overrides = parse_set_items(args.sets)
+    if args.command in ("queue", "sweep"):
+        from fmnist_tui.cli import queueing
+        from fmnist_tui.runqueue import QueueError
+
+        try:
+            return getattr(queueing, f"cmd_{args.command}")(args, overrides)
+        except QueueError as err:
+            return error(str(err))
     if args.command == "run":
         if args.detach:
             from fmnist_tui.cli.inflight import cmd_detach

@@ -156,7 +156,9 @@ class DeviceBatches:
                 idx = order[start : start + step] if order is not None else torch.arange(start, min(n, start + step))
                 if self.world > 1:
                     if len(idx) < self.world:  # every process needs an image: the last step wraps round
-                        idx = torch.cat([idx, (order if order is not None else torch.arange(n))[: self.world - len(idx)]])
+                        idx = torch.cat(
+                            [idx, (order if order is not None else torch.arange(n))[: self.world - len(idx)]]
+                        )
                     idx = idx[self.rank :: self.world]
                 x, y = self.images[idx], self.labels[idx]
             yield self.prepare(x), y.long()

@@ -25,6 +25,8 @@ class RunStarted:
     total_steps: int
     start_epoch: int = 0  # > 0 when resumed
     start_step: int = 0
+    world_size: int = 1  # processes training it (DDP); the losses are the first one's
+    at: float = 0.0  # Unix time, just before the first step
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class RunEnded:
     last_test_epoch: int | None = None
     checkpoint: str | None = None  # the file to use (finished: best.ckpt) or to resume from (last.ckpt)
     error: str | None = None  # a message a person can read; details are in the log
+    at: float = 0.0  # Unix time
 
 
 Event = RunStarted | StepProgress | EpochEnd | LogLine | Control | RunEnded

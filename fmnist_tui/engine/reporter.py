@@ -82,7 +82,8 @@ class Reporter(pl.Callback):
         if self.carried is not None and self.carried.epoch == trainer.current_epoch:
             self._epoch_losses, self._epoch_before = list(self.carried.losses), self.carried.seconds
         self.sink(RunStarted(self.run_dir, self.device, trainer.max_epochs, self.steps_per_epoch,
-                             self.total_steps, trainer.current_epoch, trainer.global_step))  # fmt: skip
+                             self.total_steps, trainer.current_epoch, trainer.global_step, trainer.world_size,
+                             time.time()))  # fmt: skip
 
     def on_train_epoch_start(self, trainer, pl_module):
         # Not called when resuming mid-epoch: on_train_start set the clocks then.

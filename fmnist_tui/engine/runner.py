@@ -14,11 +14,12 @@ import os
 import threading
 import time
 import traceback
-from types import SimpleNamespace
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from fmnist_tui import paths
 from fmnist_tui.config import ConfigError, RunConfig, with_overrides
@@ -67,6 +68,8 @@ def run(
     callbacks: list | None = None,
     opened: Callable[[Path], None] | None = None,
     handover: bool = False,
+    tag: str = "",
+    record: dict | None = None,
 ) -> RunEnded:
     """Train and test one configuration (or resume run `resume`), reporting through `sink`.
 
@@ -75,6 +78,7 @@ def run(
     `opened(run folder)` is called once the run's folder is locked by this process, before
     anything else (a background run reports its folder then). With `handover`, the resume
     waits for the app handing the run over to let go of it, and goes on only if it did.
+    `tag` ends a new run's folder name (a sweep's point); `record` goes into its summary.json.
     """
     stop_event = stop_event or StopRequest()
     store = RunStore(paths.runs_dir(runs_dir))
@@ -82,7 +86,7 @@ def run(
         segment = open_resume(store, resume, overrides or {}, data_dir, handover)
     else:
         assert config is not None, "a new run needs a config"
-        segment = open_new(store, with_overrides(config, overrides or {}), data_dir)
+        segment = open_new(store, with_overrides(config, overrides or {}), data_dir, tag, record)
     try:
         if opened is not None:
             opened(segment.run_dir.path)
@@ -204,7 +208,7 @@ def _finish(seg: Segment, end: dict, sink: Sink) -> RunEnded:
     if end["status"] != "finished" and last.exists():
         end["checkpoint"] = str(last)  # where to resume from
     steps = {k: end.pop(k, None) for k in ("test_step", "last_test_step")}
-    ended = RunEnded(run_dir=str(run_dir.path), duration_s=recorded_seconds(rows), **end)
+    ended = RunEnded(run_dir=str(run_dir.path), duration_s=recorded_seconds(rows), at=time.time(), **end)
     fields = dict(
         status=ended.status, duration_s=round(ended.duration_s, 3), best_val_acc=ended.best_val_acc,
         checkpoint=ended.checkpoint, error=ended.error, ended=datetime.now().isoformat(timespec="seconds"),
@@ -348,7 +352,7 @@ def _test(trainer, module, data, checkpoints, metrics: MetricsWriter) -> dict:
                     seconds=round(time.perf_counter() - started, 3), weights=weights)  # fmt: skip
         return acc, loss
 
-    held = None
+    held: Any = None
     if trainer.is_global_zero:
         try:
             held = read_point(checkpoints.best) if checkpoints.best_step is not None else None

@@ -76,11 +76,12 @@ def check_device(config: RunConfig) -> RunConfig:
     return config
 
 
-def open_new(store: RunStore, config: RunConfig, data_dir: str | os.PathLike | None) -> Segment:
+def open_new(store: RunStore, config: RunConfig, data_dir: str | os.PathLike | None, tag: str = "",
+             record: dict | None = None) -> Segment:  # fmt: skip
     # --data-dir beats the config's data_dir, which beats $FMNIST_TUI_DATA_DIR and the default.
     data = str(paths.data_dir(data_dir)) if data_dir else (config.data_dir or str(paths.data_dir()))
     config = check_device(with_overrides(config, {"data_dir": data}, "data folder"))
-    return Segment(store.create(config), config)
+    return Segment(store.create(config, tag, record), config)
 
 
 def open_resume(store: RunStore, ref: str, overrides: dict, data_dir: str | os.PathLike | None,

@@ -17,8 +17,8 @@ import pytorch_lightning as pl
 from fmnist_tui.engine.control import Controls, Request
 from fmnist_tui.engine.events import Control, Sink
 from fmnist_tui.engine.reporter import Diverged, Reporter, StopRun
-from fmnist_tui.engine.stop import reason_of
 from fmnist_tui.engine.schedule import Refittable
+from fmnist_tui.engine.stop import reason_of
 from fmnist_tui.metrics import MetricsWriter
 
 SYNC_EVERY = 16  # steps between the DDP processes' agreements (a stop waits at most this many steps)

@@ -149,8 +149,15 @@ class FmnistApp(OutsideRuns):
             relay(host.ended)
 
     def on_start_run(self, message: StartRun) -> None:
-        if message.background:
-            self.start_background(message.config)
+        config = message.config
+        if config.num_nodes > 1:
+            self.notify("num_nodes > 1 trains on several machines: start it with torchrun or SLURM on each "
+                        "(see the README)", severity="error", timeout=10)  # fmt: skip
+        elif message.background or config.devices != 1:  # DDP cannot run inside the app: its own process
+            if not message.background:
+                self.notify(f"devices = {config.devices}: the run trains in a background process of its own "
+                            "(Lightning's DDP), followed here", timeout=6)  # fmt: skip
+            self.start_background(config)
         else:
             self.start_run(message.config)
 

@@ -20,7 +20,7 @@ from fmnist_tui.config import RunConfig
 from fmnist_tui.host import RunHost
 from fmnist_tui.tui import watch
 from fmnist_tui.tui.relay import Relay
-from fmnist_tui.tui.screens.base import AttachRun, ControlRun, Detach
+from fmnist_tui.tui.screens.base import AttachRun, ControlRun, Detach, QueueRun
 from fmnist_tui.tui.state import RunState
 
 
@@ -80,6 +80,14 @@ class OutsideRuns(App):
         self.notify("Starting the run in a background process…", timeout=3)
         self.run_worker(partial(watch.start_background, self, job), thread=True, exit_on_error=False,
                         group="background")  # fmt: skip
+
+    def on_queue_run(self, message: QueueRun) -> None:
+        self.run_worker(partial(watch.add_to_queue, self, message.config, self.runs_dir, self.data_dir), thread=True,
+                        exit_on_error=False, group="queue")  # fmt: skip
+
+    def on_queue_answered(self, message: watch.QueueAnswered) -> None:
+        self.notify(message.text, title="Queued" if message.ok else "Not queued", markup=False,
+                    severity="information" if message.ok else "error", timeout=6 if message.ok else 12)  # fmt: skip
 
     def on_background_started(self, message: watch.BackgroundStarted) -> None:
         if message.started is None:

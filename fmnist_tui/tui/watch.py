@@ -50,6 +50,32 @@ class BackgroundStarted(Message):
         self.started, self.error = started, error
 
 
+class QueueAnswered(Message):
+    def __init__(self, text: str, ok: bool) -> None:
+        super().__init__()
+        self.text, self.ok = text, ok
+
+
+def add_to_queue(target, config: RunConfig, runs_dir: str | None, data_dir: str | None) -> None:
+    """The worker that queues the form's config and makes sure the runs folder's scheduler runs."""
+    from fmnist_tui import devices, paths, scheduler
+    from fmnist_tui.runqueue import Queue, QueueError
+    from fmnist_tui.runs import RunStore
+
+    try:
+        if data_dir and not config.data_dir:  # the app's --data-dir, as a run started here would use
+            config = make_config({**config.model_dump(), "data_dir": data_dir}, "--data-dir")
+        devices.check_runnable(config)
+        root = paths.runs_dir(runs_dir)
+        RunStore(root).check_writable()
+        (entry,) = Queue(root).add([(config.model_dump(), "")])
+        scheduler.ensure_running(root)
+        target.post_message(QueueAnswered(f"{config.name} is entry {entry.id}: it starts when a slot is free "
+                                          "(the runs screen lists it)", True))  # fmt: skip
+    except (ConfigError, QueueError, RunStoreError, OSError) as err:
+        target.post_message(QueueAnswered(str(err), False))
+
+
 class ControlAnswered(Message):
     def __init__(self, text: str, ok: bool) -> None:
         super().__init__()

@@ -28,6 +28,14 @@ class StartRun(Message):
         self.config, self.background = config, background
 
 
+class QueueRun(Message):
+    """Add this config to the runs folder's queue (its scheduler starts it when a slot is free)."""
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__()
+        self.config = config
+
+
 class StopRun(Message):
     """Stop the run in progress within a step; its checkpoint is kept."""
 

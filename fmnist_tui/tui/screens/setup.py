@@ -13,7 +13,7 @@ from fmnist_tui import paths
 from fmnist_tui.config import ConfigError, make_config
 from fmnist_tui.presets import save_preset
 from fmnist_tui.tui.relay import DeviceFound
-from fmnist_tui.tui.screens.base import AppScreen, StartRun
+from fmnist_tui.tui.screens.base import AppScreen, QueueRun, StartRun
 from fmnist_tui.tui.screens.modals import ConfirmScreen, PresetNameScreen
 from fmnist_tui.tui.widgets.footer import NARROW, AppFooter
 from fmnist_tui.tui.widgets.form import ConfigForm
@@ -28,6 +28,9 @@ class SetupScreen(AppScreen):
         Binding("ctrl+q", "app.quit", "Quit", priority=True),  # q types into the fields here
         # ctrl+b is tmux's prefix: g, as in "go on without me"
         Binding("ctrl+g", "start_background", "Background", tooltip="Start in a background process", priority=True),
+        Binding(
+            "ctrl+t", "queue", "Queue", tooltip="Add to the queue: it starts when a device is free", priority=True
+        ),  # fmt: skip
         Binding("ctrl+s", "save", "Save", tooltip="Save the form as a new preset", priority=True),
     ]
 
@@ -41,6 +44,7 @@ class SetupScreen(AppScreen):
                 with Horizontal(id="actions"):
                     yield Static("", id="form-status", markup=False)
                     yield Button("Save preset", id="save", compact=True)
+                    yield Button("Queue +", id="queue", compact=True)
                     yield Button("Background", id="background", variant="primary", compact=True)
                     yield Button("Start ▶", id="start", variant="success", compact=True)
         yield AppFooter()
@@ -49,6 +53,7 @@ class SetupScreen(AppScreen):
         # Short labels leave the status line (device, ready or what to fix) room to be read.
         self.query_one("#save", Button).label = "Save" if event.size.width < 100 else "Save preset"
         self.query_one("#background", Button).label = "Bg ▶" if event.size.width < NARROW else "Background"
+        self.query_one("#queue", Button).label = "Q +" if event.size.width < NARROW else "Queue +"
 
     def on_mount(self) -> None:
         self.query_one(PresetList).show(self.fmnist.presets, self.fmnist.initial_preset)
@@ -88,7 +93,9 @@ class SetupScreen(AppScreen):
     def _validated(self, event: ConfigForm.Validated) -> None:
         start = self.query_one("#start", Button)
         if start.disabled != (event.config is None):
-            start.disabled = self.query_one("#background", Button).disabled = event.config is None
+            for button in ("#background", "#queue"):
+                self.query_one(button, Button).disabled = event.config is None
+            start.disabled = event.config is None
             self.refresh_bindings()  # the footer greys out Start
         self._update_status()
 
@@ -105,7 +112,7 @@ class SetupScreen(AppScreen):
             status.remove_class("-bad")
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in ("start", "start_background"):
+        if action in ("start", "start_background", "queue"):
             return True if self.query_one(ConfigForm).config is not None else None
         return True
 
@@ -113,6 +120,14 @@ class SetupScreen(AppScreen):
     @on(Button.Pressed, "#background")
     def action_start_background(self) -> None:
         self.action_start(background=True)
+
+    @on(Button.Pressed, "#queue")
+    def action_queue(self) -> None:
+        config = self.query_one(ConfigForm).check()
+        if config is None:
+            self.notify("Fix the fields marked ✖ first", severity="error")
+            return
+        self.post_message(QueueRun(config))
 
     @on(Button.Pressed, "#start")
     def action_start(self, background: bool = False) -> None:

@@ -1,0 +1,152 @@
+"""The queue's store and the `queue` / `sweep` commands: bad input, two adders at once, a corrupt file.
+
+No scheduler process starts here: each test holds the scheduler's lock, as a running one would.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import multiprocessing
+import os
+
+import pytest
+
+from fmnist_tui.cli.main import main
+from fmnist_tui.config import ConfigError, make_config
+from fmnist_tui.runqueue import Queue, QueueError
+from fmnist_tui.sweep import expand, parse_grid
+from tests.conftest import TINY
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """A runs folder whose scheduler lock is held by this test (so adding starts no process)."""
+    root = tmp_path / "runs"
+    (root / ".queue").mkdir(parents=True)
+    fd = os.open(root / ".queue" / "scheduler.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    yield root
+    os.close(fd)
+
+
+def entries(root) -> list[dict]:
+    path = root / ".queue" / "entries.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_add_list_remove_and_ids_are_never_reused(runs):
+    queue = Queue(runs)
+    first = queue.add([(TINY, ""), ({**TINY, "lr": 0.01}, "lr=0.01")])
+    assert [e.id for e in first] == [1, 2] and first[1].label == "lr=0.01"
+    assert queue.remove(2).id == 2
+    assert [e.id for e in queue.add([(TINY, "")])] == [3]  # 2 is gone for good: an old `rm 2` cannot hit it
+    with pytest.raises(QueueError, match="no queue entry 2"):
+        queue.remove(2)
+    queue.update(1, state="running", run="some-run")
+    with pytest.raises(QueueError, match="entry 1 is running, not queued.*fmnist-tui control"):
+        queue.remove(1)
+    assert [e.id for e in queue.clear()] == [3]
+    assert [e["id"] for e in entries(runs)] == [1]
+
+
+def test_a_bad_config_is_refused_whole(runs):
+    with pytest.raises(QueueError, match="lr"):
+        Queue(runs).add([(TINY, "a"), ({**TINY, "lr": -1}, "b")])
+    assert entries(runs) == []
+
+
+def _add_many(root: str, n: int, tag: str) -> None:
+    queue = Queue(root)
+    for i in range(n):
+        queue.add([(TINY, f"{tag}{i}")])
+
+
+def test_two_adders_at_once_lose_nothing(runs):
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_add_many, args=(str(runs), 40, tag)) for tag in "ab"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    found = entries(runs)
+    assert len(found) == 80
+    assert sorted(e["id"] for e in found) == list(range(1, 81))
+    assert {e["label"] for e in found} == {f"{t}{i}" for t in "ab" for i in range(40)}
+
+
+def test_a_corrupt_queue_file_is_reported_and_its_valid_entries_kept(runs):
+    queue = Queue(runs)
+    queue.add([(TINY, "one"), (TINY, "two")])
+    good = (runs / ".queue" / "entries.jsonl").read_text().splitlines()
+    junk = ["{not json", '{"id": "x", "config": {}}', "\x1b[31mred", json.dumps({"id": 9, "config": {}, "state": "zz"})]
+    (runs / ".queue" / "entries.jsonl").write_text("\n".join([good[0], *junk, good[1]]) + "\n")
+    loaded = queue.load()
+    assert [e.label for e in loaded.entries] == ["one", "two"]
+    assert len(loaded.problems) == 4 and "line 2" in loaded.problems[0]
+    queue.add([(TINY, "three")])  # the next change sets the junk aside, never drops it
+    assert [e["label"] for e in entries(runs)] == ["one", "two", "three"]
+    assert (runs / ".queue" / "rejected.jsonl").read_text().splitlines() == junk
+    assert queue.load().problems == []
+
+
+def test_sweep_expands_the_cross_product_with_labels():
+    grid = parse_grid(["lr=0.01,0.003", "batch_size=32,64,128"])
+    points = expand(make_config(TINY), grid)
+    assert len(points) == 6
+    assert points[0][1] == "lr=0.01 batch_size=32" and points[-1][1] == "lr=0.003 batch_size=128"
+    assert {(c["lr"], c["batch_size"]) for c, _ in points} == {(a, b) for a in (0.01, 0.003) for b in (32, 64, 128)}
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        (["lr=0.01,abc"], r"--grid lr=abc: 'abc' is not a number"),
+        (["nope=1,2"], "--grid nope: unknown key"),
+        (["lr=0.1,"], "an empty value"),
+        (["lr=1", "lr=2"], "given twice"),
+        (["momentum=0,0.9", "nesterov=true,false"], "sweep point momentum=0 nesterov=true: nesterov"),
+        (["momentum=0,0.1", "nesterov=true"], "--grid momentum=0: nesterov: needs"),
+    ],
+)
+def test_a_sweep_with_one_bad_value_names_it(grid, message):
+    with pytest.raises(ConfigError, match=message):
+        expand(make_config({**TINY, "optimizer": "sgd"}), parse_grid(grid))
+
+
+def test_cli_refuses_bad_input_and_queues_nothing(runs, capsys):
+    base = ["--runs-dir", str(runs)]
+    assert main(["queue", "add", "--preset", "tutorial", "--set", "lr=abc", *base]) == 2
+    assert "lr: 'abc' is not a number" in capsys.readouterr().err
+    assert main(["queue", "add", "--preset", "tutorial", "--set", "devices=64", *base]) == 2
+    assert "devices: 64 asked for, and this machine has" in capsys.readouterr().err
+    assert main(["sweep", "--preset", "tutorial", "--grid", "lr=0.1,-1", *base]) == 2
+    assert "--grid lr=-1" in capsys.readouterr().err
+    assert main(["sweep", "--preset", "tutorial", "--grid", "seed=" + ",".join(map(str, range(101))), *base]) == 2
+    assert "101 runs: add --yes" in capsys.readouterr().err
+    assert main(["queue", "rm", "abc", *base]) == 2
+    assert main(["queue", "rm", "7", *base]) == 2
+    assert "no queue entry 7" in capsys.readouterr().err
+    assert main(["queue", "clear", "3", *base]) == 2
+    assert entries(runs) == []
+
+
+def test_cli_add_list_rm_and_sweep(runs, capsys):
+    base = ["--runs-dir", str(runs)]
+    assert main(["queue", "add", "--preset", "mlp", "--set", "epochs=3", *base]) == 0
+    assert main(["sweep", "--preset", "tutorial", "--grid", "lr=0.1,0.01", "--grid", "batch_size=32,64", *base]) == 0
+    out = capsys.readouterr()
+    assert "sweep: 4 runs (2 lr x 2 batch_size)" in out.err and "queued 5: tutorial  lr=0.01 batch_size=64" in out.out
+    assert main(["queue", *base]) == 0
+    listing = capsys.readouterr().out
+    assert "scheduler running; 1 slot (CPU)" in listing
+    assert "   1  queued      mlp" in listing and "lr=0.1 batch_size=32" in listing
+    assert main(["queue", "rm", "1", *base]) == 0
+    assert "removed 1: mlp" in capsys.readouterr().out
+    assert main(["queue", "--json", *base]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [e["id"] for e in listed] == [2, 3, 4, 5] and {e["sweep"] for e in listed} != {None}
+    assert listed[0]["config"]["lr"] == 0.1 and listed[0]["state"] == "queued"
+    assert main(["queue", "clear", *base]) == 0
+    assert entries(runs) == []
