@@ -127,45 +127,34 @@ def test_devices_beyond_the_machine_are_refused_before_anything_starts(tmp_path)
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
 
 
-def test_torchrun_two_nodes_on_loopback_train_one_run(tmp_path):
-    """Two `torchrun --nnodes 2` launchers (node ranks 0 and 1), one process each, over 127.0.0.1."""
-    runs = tmp_path / "runs"
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_nodes_on_loopback_train_one_run(tmp_path):
+    """The README's torchrun script, twice (node ranks 0 and 1, one process each) over 127.0.0.1."""
+    runs = tmp_path / "runs"
+    env = {**ENV, "NNODES": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+           "TORCHRUN": f"{sys.executable} -m torch.distributed.run", "FMNIST_TUI": f"{sys.executable} -m fmnist_tui"}  # fmt: skip
     nodes = [
         subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--nnodes",
-                "2",
-                "--node-rank",
-                str(node),
-                "--nproc-per-node",
-                "1",
-                "--master-addr",
-                "127.0.0.1",
-                "--master-port",
-                str(port),
-                "-m",
-                "fmnist_tui",
-                "run",
+                "bash",
+                "examples/torchrun_node.sh",
                 "--preset",
                 "mlp",
                 *SMALL,
                 "--set",
                 "epochs=2",
-                "--set",
-                "num_nodes=2",
                 "--runs-dir",
                 str(runs),
                 "--progress-every",
                 "0",
             ],
             cwd=ROOT,
-            env=ENV,
+            env={**env, "NODE_RANK": str(node)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -179,6 +168,32 @@ def test_torchrun_two_nodes_on_loopback_train_one_run(tmp_path):
     assert s["status"] == "finished" and s["world_size"] == 2
     assert "2 epochs x 25 steps" in outputs[0][0] and "finished: test_acc" in outputs[0][0]
     assert outputs[1][0] == ""  # the other node prints nothing of the run
+
+
+def test_the_slurm_script_under_a_stand_in_srun(tmp_path):
+    """The README's sbatch script with an `srun` that starts its two tasks here, with the variables
+    SLURM gives them: Lightning's SLURM environment, one run folder."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(
+        "#!/usr/bin/env bash\n"
+        'for ((i = 0; i < SLURM_NTASKS; i++)); do SLURM_PROCID=$i SLURM_LOCALID=$i SLURM_NODEID=0 "$@" & done\n'
+        "wait\n"
+    )
+    (bin_dir / "srun").chmod(0o755)
+    runs = tmp_path / "runs"
+    env = {**ENV, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FMNIST_TUI": f"{sys.executable} -m fmnist_tui",
+           "RUNS_DIR": str(runs), "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "fmnist", "SLURM_NNODES": "1",
+           "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NODELIST": "127.0.0.1",
+           "MASTER_PORT": str(free_port())}  # fmt: skip
+    done = subprocess.run(["bash", "examples/slurm.sbatch", "--preset", "mlp", *SMALL, "--set", "epochs=2",
+                           "--progress-every", "0"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=240)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    folder = only_run(runs)
+    s = summary(folder)
+    assert s["status"] == "finished" and s["world_size"] == 2
+    assert done.stdout.count("finished: test_acc") == 1  # one task reports the run
 
 
 # -- the queue's scheduler ----------------------------------------------------------------------

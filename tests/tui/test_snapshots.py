@@ -191,6 +191,28 @@ def test_runs_screen(snap_compare, snap_env, open_first):
     assert snap_compare(make_app(**snap_env), press=press)
 
 
+def test_runs_screen_with_queued_entries(snap_compare, snap_env):
+    """A sweep waiting its turn above the runs; its entries name their point of the grid."""
+    import fcntl
+    import os
+
+    from fmnist_tui.runqueue import Queue
+    from tests.conftest import TINY
+
+    root = Path("runs")
+    fake_run(root, "20250101-120000-demo-lr=0.01", "running", "2025-01-01T12:00:00", 0.874, None)
+    queue = Queue(root)
+    queue.add([({**TINY, "name": "demo", "lr": lr}, f"lr={lr}") for lr in (0.01, 0.003, 0.001)], "sweep-1")
+    queue.update(1, state="running", run="20250101-120000-demo-lr=0.01")
+    queue.update(2, state="starting")
+    lock = os.open(queue.root / "scheduler.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        assert snap_compare(make_app(**snap_env), press=["f4"])
+    finally:
+        os.close(lock)
+
+
 def test_attached_to_a_run_whose_process_was_killed(snap_compare, snap_env):
     """`fmnist-tui attach RUN` of a run killed mid-epoch: its history, replayed, then the verdict."""
     from fmnist_tui.engine.eventlog import encode

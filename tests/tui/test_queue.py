@@ -1,0 +1,65 @@
+"""The queue in the app: ctrl+t queues the form, the runs screen lists queued entries and x removes one.
+
+The test holds the runs folder's scheduler lock, as a running scheduler would: no process starts.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+import pytest
+
+from fmnist_tui.runqueue import Queue
+from fmnist_tui.tui.app import make_app
+from fmnist_tui.tui.screens.runs import RunsScreen
+from tests.conftest import TINY
+
+
+@pytest.fixture
+def runs(tmp_path) -> Path:
+    root = tmp_path / "queue-runs"
+    (root / ".queue").mkdir(parents=True)
+    fd = os.open(root / ".queue" / "scheduler.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    yield root
+    os.close(fd)
+
+
+def said(app, text: str) -> bool:
+    return any(text in n.message for n in app._notifications)
+
+
+async def test_ctrl_t_queues_the_form_and_the_runs_screen_lists_and_removes_it(runs, presets_dir, wait, screen_text):
+    app = make_app(preset="tiny", presets_dirs=[presets_dir], runs_dir=str(runs), device="CPU (2 cores)")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+t")
+        await wait(pilot, lambda: len(Queue(runs).load().entries) == 1, timeout=10)
+        (entry,) = Queue(runs).load().entries
+        assert entry.config["name"] == "tiny" and entry.config["epochs"] == 3 and entry.state == "queued"
+        await wait(pilot, lambda: said(app, "is entry 1: it starts when a slot is free"), timeout=5)
+        Queue(runs).add([({**TINY, "name": "second"}, "lr=0.01")])
+        await pilot.press("f4")
+        await wait(pilot, lambda: isinstance(app.screen, RunsScreen) and len(app.screen.queued) == 2, timeout=5)
+        text = screen_text(app)
+        assert "#1 tiny" in text and "#2 second lr=0.01" in text and "queued" in text
+        assert "0 runs" not in text and "no runs yet, 2 queued" in text
+        await pilot.press("down", "x")  # the second entry
+        await wait(pilot, lambda: [e.id for e in Queue(runs).load().entries] == [1], timeout=5)
+        await wait(pilot, lambda: "#2 second" not in screen_text(app), timeout=5)
+        Queue(runs).update(1, state="running", run="x")
+        await pilot.press("up", "x")  # started since the list was drawn: refused, said so
+        await wait(pilot, lambda: said(app, "entry 1 is running, not queued"), timeout=5)
+        await wait(pilot, lambda: not app.screen.queued, timeout=5)  # and the list follows
+        assert len(Queue(runs).load().entries) == 1
+
+
+async def test_a_config_this_machine_cannot_run_is_not_queued(runs, presets_dir, wait, make_preset):
+    values = {k: v for k, v in TINY.items() if k not in ("name", "description")}
+    make_preset(presets_dir, "wide", "more devices than cores", devices=os.cpu_count() + 1, **values)
+    app = make_app(preset="wide", presets_dirs=[presets_dir], runs_dir=str(runs), device="CPU (2 cores)")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+t")
+        await wait(pilot, lambda: said(app, f"devices: {os.cpu_count() + 1} asked for"), timeout=10)
+        assert Queue(runs).load().entries == []
