@@ -19,12 +19,14 @@ The next run is ready before it is needed: one process waits with torch already 
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from fmnist_tui import background, devices
@@ -33,7 +35,9 @@ from fmnist_tui.format import printable
 from fmnist_tui.runqueue import FROM_STATUS, Entry, Loaded, Queue, QueueError, now
 from fmnist_tui.runs import RunStore, RunStoreError
 
-POLL_S = 0.25  # how often the queue is read: a run that has ended frees its slot within this
+POLL_S = 0.05  # how often the queue file is looked at (a stat): a run that has ended frees its slot within this
+SPARE_AFTER_S = 1.5  # a new spare imports torch (seconds of CPU): not while the run just started sets up
+FULL_S = 1.0  # and read in full at least this often (runs started by another scheduler end without writing it)
 LAUNCH_GRACE_S = 30.0  # a "starting" entry whose process holds no lock after this long never started
 
 
@@ -106,9 +110,10 @@ class Scheduler:
         self.mine: dict[int, Launched] = {}  # entries this process launched
         self.spares: list[Launched] = []  # processes with torch imported, waiting for their jobs
         self.lock_fd: int | None = None
+        self.last_launch = -math.inf
 
     def log(self, text: str) -> None:
-        print(f"{now()} {text}", flush=True)
+        print(f"{datetime.now().isoformat(timespec='milliseconds')} {text}", flush=True)
 
     def take_lock(self) -> bool:
         self.queue.root.mkdir(parents=True, exist_ok=True)
@@ -135,18 +140,28 @@ class Scheduler:
                 for entry, job in launches:
                     self.launch(entry, job)
                 self.spares = [s for s in self.spares if s.proc.poll() is None]
-                while len(self.spares) < min(waiting, read_slots(self.queue).count):
+                settled = time.monotonic() - self.last_launch > SPARE_AFTER_S  # not while a run sets up
+                while settled and len(self.spares) < min(waiting, read_slots(self.queue).count):
                     spare = self.warm()
                     if spare is None:
                         break
                     self.spares.append(spare)
-                self.wake.wait(POLL_S)
-                self.wake.clear()
+                self.wait_for_change()
         finally:
             for spare in self.spares:
                 spare.proc.kill()
         self.log("queue empty: scheduler exits")
         return 0
+
+    def wait_for_change(self) -> None:
+        """Until a process of ours ends, the queue file changes, or FULL_S passes."""
+        deadline = time.monotonic() + FULL_S
+        seen = _stamp(self.queue.file)
+        while time.monotonic() < deadline and not self.wake.is_set():
+            self.wake.wait(POLL_S)
+            if _stamp(self.queue.file) != seen:
+                break
+        self.wake.clear()
 
     def step(self) -> tuple[list[tuple[Entry, Job]] | None, int]:
         """Account for ended runs and choose what starts now, and how many wait; None when nothing is left."""
@@ -230,6 +245,7 @@ class Scheduler:
             self._failed(entry, "no process could be started")
             return
         self.mine[entry.id] = launched
+        self.last_launch = time.monotonic()
         launched.send(job)
         self.log(f"entry {entry.id}: starting ({entry.preset}{' ' + entry.label if entry.label else ''})")
         threading.Thread(target=self._started, args=(entry, launched), daemon=True).start()
@@ -250,9 +266,15 @@ class Scheduler:
             self.log(f"cannot record it: {err}")
 
 
-def _age_s(iso: str | None) -> float:
-    from datetime import datetime
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ino
 
+
+def _age_s(iso: str | None) -> float:
     try:
         return time.time() - datetime.fromisoformat(iso or "").timestamp()
     except ValueError:

@@ -17,6 +17,7 @@ from pathlib import Path
 from fmnist_tui.background import LOG, Job
 from fmnist_tui.cli.headless import Printer
 from fmnist_tui.config import ConfigError, make_config
+from fmnist_tui.engine.events import RunEnded
 from fmnist_tui.host import RunHost
 
 
@@ -72,7 +73,13 @@ def main(early: Path) -> int:
         return 2
     answer({"ready": True}, last=False)  # an app handing its run over stops it now; the lock is taken next
     printer = Printer(sys.stdout, sys.stderr, verbose=job.verbose, every_s=job.progress_every)
-    host = RunHost(printer, config, resume=job.resume, overrides=job.overrides, runs_dir=job.runs_dir,
+
+    def sink(event) -> None:
+        printer(event)
+        if entry is not None and isinstance(event, RunEnded):
+            entry.ended(event.status, event.error)  # its slot is free now, not once this process has exited
+
+    host = RunHost(sink, config, resume=job.resume, overrides=job.overrides, runs_dir=job.runs_dir,
                    data_dir=job.data_dir, opened=opened, handover=job.handover, cpu_threads=job.cpu_threads,
                    tag=job.tag, record=job.record)  # fmt: skip
     host.install_signal_handlers()
@@ -83,8 +90,10 @@ def main(early: Path) -> int:
     if host.run_path is None:  # refused, or failed, before it had a folder
         error = host.refused or (host.ended.error if host.ended else None) or "it failed to start"
         answer({"error": error, "code": host.exit_code})
-    if entry is not None:
-        entry.ended(host)
+    if entry is not None and not entry.done:  # refused, or it ended before its run had a folder
+        entry.ended(
+            host.ended.status if host.ended else "failed", host.refused or (host.ended.error if host.ended else None)
+        )
     return host.exit_code
 
 
@@ -97,6 +106,7 @@ class QueueEntry:
 
         assert job.queue_id is not None
         self.id: int = job.queue_id
+        self.done = False
         self.queue = Queue(paths.runs_dir(job.runs_dir))
 
     def hold(self) -> bool:
@@ -116,11 +126,10 @@ class QueueEntry:
         except QueueError:
             pass  # the scheduler finds it through its lock
 
-    def ended(self, host: RunHost) -> None:
+    def ended(self, status: str, error: str | None) -> None:
         from fmnist_tui.runqueue import FROM_STATUS, QueueError, now
 
-        status = host.ended.status if host.ended else "failed"
-        error = host.refused or (host.ended.error if host.ended else None)
+        self.done = True
         try:
             self.queue.update(self.id, state=FROM_STATUS.get(status, "failed"), status=status, error=error,
                               ended=now())  # fmt: skip
@@ -129,4 +138,9 @@ class QueueEntry:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    code = main(Path(sys.argv[1]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is written and closed (files atomically, the lock released with its descriptor): skip
+    # the interpreter's teardown of torch, most of a second of CPU the next queued run could use.
+    os._exit(code)
