@@ -152,7 +152,10 @@ class Queue:
             before = [asdict(e) for e in loaded.entries]
             yield loaded
             if [asdict(e) for e in loaded.entries] != before or loaded.rejected:
-                self._write(loaded)
+                try:
+                    self._write(loaded)
+                except OSError as err:  # a full disk, entries.jsonl made a folder: the queue stays as it was
+                    raise QueueError(f"the queue {self.file} cannot be written ({err}): nothing was changed") from None
         finally:
             os.close(fd)  # releases the lock
 
@@ -182,7 +185,10 @@ class Queue:
         with self.edit() as loaded:
             first = self._next_id(loaded)
             new = [Entry(first + i, values, now, label, sweep) for i, (values, label) in enumerate(configs)]
-            write_atomic(self.root / "next-id", f"{first + len(new)}\n")  # before the entries: ids never repeat
+            try:
+                write_atomic(self.root / "next-id", f"{first + len(new)}\n")  # before the entries: ids never repeat
+            except OSError as err:
+                raise QueueError(f"the queue in {self.root} cannot be written ({err}): nothing was queued") from None
             loaded.entries.extend(new)
         return new
 

@@ -150,3 +150,38 @@ def test_cli_add_list_rm_and_sweep(runs, capsys):
     assert listed[0]["config"]["lr"] == 0.1 and listed[0]["state"] == "queued"
     assert main(["queue", "clear", *base]) == 0
     assert entries(runs) == []
+
+
+def test_the_scheduler_pins_each_entry_to_free_gpus_first_come_first_served(runs, monkeypatch):
+    """With GPUs 0-3 visible: devices=k takes k free ones (CUDA_VISIBLE_DEVICES), -1 takes all, and an
+    entry that does not fit keeps the ones behind it waiting. (The choice only: no process starts.)"""
+    from fmnist_tui.scheduler import Scheduler
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    queue = Queue(runs)
+    queue.add([({**TINY, "devices": d}, f"d{d}") for d in (1, 2, 2, -1, 1)])
+    scheduler = Scheduler(runs)
+    launches, waiting = scheduler.step()
+    assert [(e.label, j.env["CUDA_VISIBLE_DEVICES"]) for e, j in launches] == [("d1", "0"), ("d2", "1,2")]
+    assert waiting == 3  # the second d2 needs two GPUs and one is free: it waits, and so do the ones behind it
+    assert [e.state for e in queue.load().entries] == ["starting", "starting", "queued", "queued", "queued"]
+    for entry, _ in launches:  # they ran and ended
+        queue.update(entry.id, state="done", status="finished")
+    launches, waiting = scheduler.step()
+    assert [(e.label, j.env["CUDA_VISIBLE_DEVICES"]) for e, j in launches] == [("d2", "0,1")]
+    queue.update(launches[0][0].id, state="done", status="finished")
+    launches, _ = scheduler.step()
+    assert [(e.label, j.env["CUDA_VISIBLE_DEVICES"]) for e, j in launches] == [("d-1", "0,1,2,3")]
+
+
+def test_on_a_cpu_machine_slots_share_the_cores(runs, monkeypatch):
+    from fmnist_tui import scheduler
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(scheduler.os, "cpu_count", lambda: 8)
+    (runs / ".queue" / "slots").write_text("2\n")
+    Queue(runs).add([(TINY, "a"), (TINY, "b"), (TINY, "c")])
+    launches, waiting = scheduler.Scheduler(runs).step()
+    assert [(e.label, j.cpu_threads, j.env) for e, j in launches] == [("a", 4, {}), ("b", 4, {})] and waiting == 1
+    (runs / ".queue" / "slots").write_text("junk\n")  # a damaged file: the default, one at a time
+    assert scheduler.read_slots(Queue(runs)).count == 1

@@ -94,13 +94,19 @@ def test_ddp_stop_reaches_every_process_and_a_dead_rank_fails_the_run(tmp_path):
     os.kill(pid, signal.SIGHUP)
     time.sleep(1.0)
     assert alive(pid) and alive(rank1)
-    stopped = fmnist("control", str(folder), "stop")
+    saved = fmnist("control", str(folder), "checkpoint")
+    assert saved.returncode == 0 and "saved last.ckpt at step" in saved.stdout, saved.stderr
+    changed = fmnist("control", str(folder), "lr=0.0005")
+    assert changed.returncode == 0 and "lr 0.0005 from step" in changed.stdout, changed.stderr
+    stopped = fmnist("control", str(folder), "stop-after-epoch")
     assert stopped.returncode == 0, stopped.stderr
-    wait_for(lambda: not lock_held(folder), "the run stops", 30)
+    wait_for(lambda: not lock_held(folder), "the run stops after its epoch", 30)
     wait_for(lambda: not alive(rank1), "the other process ends too", 15)
     assert summary(folder)["status"] == "stopped"
     point = read_point(folder / "checkpoints" / "last.ckpt")
-    assert point.step > 0
+    assert point.step > 0 and point.step % 25 == 0, "stopped at an epoch's end (25 steps an epoch)"
+    rows = (folder / "metrics.csv").read_text().splitlines()
+    assert any(r.startswith("lr,") and ",0.0005," in r for r in rows)
 
     # Resumed, then one process killed: the run fails naming it, nothing hangs, checkpoints intact.
     resumed = fmnist("run", "--detach", "--json", "--resume", str(folder), "--runs-dir", str(runs))
@@ -227,8 +233,8 @@ def test_two_slots_run_two_at_once_and_the_scheduler_exits_when_empty(tmp_path):
     wait_for(lambda: scheduler_pid(runs) is None, "the scheduler exits once the queue is empty", 120)
     final = entries(runs)
     assert [e["state"] for e in final.values()] == ["done", "done"]
-    names = sorted(e["run"] for e in final.values())
-    assert names[0].endswith("-mlp-lr=0.003") and names[1].endswith("-mlp-lr=0.01")
+    names = [e["run"] for e in final.values()]
+    assert sorted(n.split("-", 2)[2] for n in names) == ["mlp-lr=0.003", "mlp-lr=0.01"]
     assert all(summary(runs / n)["status"] == "finished" for n in names)
     listing = fmnist("queue", "--runs-dir", str(runs))
     assert "scheduler not running" in listing.stdout and listing.stdout.count(" done ") == 2

@@ -63,3 +63,17 @@ async def test_a_config_this_machine_cannot_run_is_not_queued(runs, presets_dir,
         await pilot.press("ctrl+t")
         await wait(pilot, lambda: said(app, f"devices: {os.cpu_count() + 1} asked for"), timeout=10)
         assert Queue(runs).load().entries == []
+
+
+async def test_a_run_on_several_devices_starts_in_a_background_process(presets_dir, make_preset, wait):
+    """DDP cannot run inside the app's thread: Start hands such a config to a process of its own."""
+    values = {k: v for k, v in TINY.items() if k not in ("name", "description")}
+    make_preset(presets_dir, "ddp", "two processes", devices=2, **values)
+    app = make_app(preset="ddp", presets_dirs=[presets_dir], device="CPU (2 cores)")
+    started = []
+    app.start_background = started.append  # type: ignore[method-assign]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+r")
+        await wait(pilot, lambda: started, timeout=5)
+        assert started[0].devices == 2 and not app.run_in_progress
+        assert said(app, "devices = 2: the run trains in a background process of its own")

@@ -15,7 +15,7 @@ from fmnist_tui.presets import save_preset
 from fmnist_tui.tui.relay import DeviceFound
 from fmnist_tui.tui.screens.base import AppScreen, QueueRun, StartRun
 from fmnist_tui.tui.screens.modals import ConfirmScreen, PresetNameScreen
-from fmnist_tui.tui.widgets.footer import AppFooter
+from fmnist_tui.tui.widgets.footer import NARROW, AppFooter
 from fmnist_tui.tui.widgets.form import ConfigForm
 from fmnist_tui.tui.widgets.preset_list import PresetList
 
@@ -54,7 +54,9 @@ class SetupScreen(AppScreen):
         self.query_one("#save", Button).label = "Save" if event.size.width < 100 else "Save preset"
         wide = event.size.width >= 100  # the footer names every key: the buttons can be short
         self.query_one("#background", Button).label = "Background" if wide else "Bg ▶"
-        self.query_one("#queue", Button).label = "Queue +" if wide else "Queue"
+        queue = self.query_one("#queue", Button)
+        queue.label = "Queue +" if wide else "Queue"
+        queue.display = event.size.width >= NARROW  # narrower, Start keeps its place (^t still queues)
 
     def on_mount(self) -> None:
         self.query_one(PresetList).show(self.fmnist.presets, self.fmnist.initial_preset)
