@@ -364,18 +364,24 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def split_item(item: str, flag: str = "--set", shape: str = "KEY=VALUE") -> tuple[str, str]:
+    """ "lr=0.01" -> ("lr", "0.01"); ConfigError for no key, an unknown key or no value."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"{flag} {item!r}: expected {shape}")
+    if key not in RunConfig.model_fields:
+        raise ConfigError(f"{flag} {key}: unknown key (known keys: {', '.join(FIELDS)})")
+    if not text.strip():
+        raise ConfigError(f"{flag} {key}: empty value")
+    return key, text.strip()
+
+
 def parse_set_items(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        if key not in RunConfig.model_fields:
-            raise ConfigError(f"--set {key}: unknown key (known keys: {', '.join(FIELDS)})")
-        if not text.strip():
-            raise ConfigError(f"--set {key}: empty value")
-        out[key] = parse_value(text.strip())
+        key, text = split_item(item)
+        out[key] = parse_value(text)
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from fmnist_tui.config import ConfigError, RunConfig, make_config, parse_value
+from fmnist_tui.config import ConfigError, RunConfig, make_config, parse_value, split_item
 
 MOST_WITHOUT_ASKING = 100
 
@@ -19,16 +19,11 @@ def parse_grid(items: list[str]) -> list[tuple[str, list[Any]]]:
     """["lr=1e-3,1e-2", "model=mlp,cnn"] -> [("lr", [0.001, 0.01]), ("model", ["mlp", "cnn"])]."""
     grid: list[tuple[str, list[Any]]] = []
     for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2,...")
-        if key not in RunConfig.model_fields:
-            raise ConfigError(f"--grid {key}: unknown key (fmnist-tui keys lists them)")
+        key, text = split_item(item, "--grid", "KEY=V1,V2,...")
         if any(key == k for k, _ in grid):
             raise ConfigError(f"--grid {key}: given twice; put all its values in one --grid")
         values = [parse_value(v.strip()) for v in text.split(",")]
-        if not text.strip() or any(v == "" for v in values):
+        if any(v == "" for v in values):
             raise ConfigError(f"--grid {key}: an empty value; give V1,V2,... with no empty one")
         if len({repr(v) for v in values}) < len(values):
             raise ConfigError(f"--grid {key}: a value is given twice")

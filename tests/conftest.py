@@ -67,3 +67,18 @@ def full_disk_at(monkeypatch):
 
     monkeypatch.setattr(files.tempfile, "mkstemp", mkstemp)
     return armed.add
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """A runs folder whose queue's scheduler lock this test holds, as a running scheduler would:
+    adding to the queue starts no process."""
+    import fcntl
+    import os
+
+    root = tmp_path / "queue-runs"
+    (root / ".queue").mkdir(parents=True)
+    fd = os.open(root / ".queue" / "scheduler.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    yield root
+    os.close(fd)

@@ -5,10 +5,8 @@ No scheduler process starts here: each test holds the scheduler's lock, as a run
 
 from __future__ import annotations
 
-import fcntl
 import json
 import multiprocessing
-import os
 
 import pytest
 
@@ -17,17 +15,6 @@ from fmnist_tui.config import ConfigError, make_config
 from fmnist_tui.runqueue import Queue, QueueError
 from fmnist_tui.sweep import expand, parse_grid
 from tests.conftest import TINY
-
-
-@pytest.fixture
-def runs(tmp_path):
-    """A runs folder whose scheduler lock is held by this test (so adding starts no process)."""
-    root = tmp_path / "runs"
-    (root / ".queue").mkdir(parents=True)
-    fd = os.open(root / ".queue" / "scheduler.lock", os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    yield root
-    os.close(fd)
 
 
 def entries(root) -> list[dict]:

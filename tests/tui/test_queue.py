@@ -5,26 +5,12 @@ The test holds the runs folder's scheduler lock, as a running scheduler would: n
 
 from __future__ import annotations
 
-import fcntl
 import os
-from pathlib import Path
-
-import pytest
 
 from fmnist_tui.runqueue import Queue
 from fmnist_tui.tui.app import make_app
 from fmnist_tui.tui.screens.runs import RunsScreen
 from tests.conftest import TINY
-
-
-@pytest.fixture
-def runs(tmp_path) -> Path:
-    root = tmp_path / "queue-runs"
-    (root / ".queue").mkdir(parents=True)
-    fd = os.open(root / ".queue" / "scheduler.lock", os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    yield root
-    os.close(fd)
 
 
 def said(app, text: str) -> bool:

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Header, OptionList, Static
 
 from fmnist_tui import paths
-from fmnist_tui.config import ConfigError, make_config
+from fmnist_tui.config import ConfigError, RunConfig, make_config
 from fmnist_tui.presets import save_preset
 from fmnist_tui.tui.relay import DeviceFound
 from fmnist_tui.tui.screens.base import AppScreen, QueueRun, StartRun
@@ -126,17 +126,20 @@ class SetupScreen(AppScreen):
 
     @on(Button.Pressed, "#queue")
     def action_queue(self) -> None:
+        config = self._checked()
+        if config is not None:
+            self.post_message(QueueRun(config))
+
+    def _checked(self) -> RunConfig | None:
         config = self.query_one(ConfigForm).check()
         if config is None:
             self.notify("Fix the fields marked ✖ first", severity="error")
-            return
-        self.post_message(QueueRun(config))
+        return config
 
     @on(Button.Pressed, "#start")
     def action_start(self, background: bool = False) -> None:
-        config = self.query_one(ConfigForm).check()
+        config = self._checked()
         if config is None:
-            self.notify("Fix the fields marked ✖ first", severity="error")
             return
         if config.for_gpu and self.fmnist.has_gpu is False and config.accelerator != "cpu":
             question = (f"{config.name} is made for a GPU, and there is none here:\n"
