@@ -150,6 +150,7 @@ class Scheduler:
         finally:
             for spare in self.spares:
                 spare.proc.kill()
+                spare.early.unlink(missing_ok=True)  # its start-up log, empty: it never had a job
         self.log("queue empty: scheduler exits")
         return 0
 
@@ -173,6 +174,8 @@ class Scheduler:
             active = [e for e in loaded.entries if e.active]
             queued = [e for e in loaded.entries if e.state == "queued"]
             if not active and not queued:
+                for entry in loaded.entries:  # every process has ended: their launch locks are free
+                    self.queue.launch_lock(entry.id).unlink(missing_ok=True)
                 os.close(self.lock_fd or -1)  # under the queue's lock: an entry added next finds no scheduler
                 self.lock_fd = None
                 return None, 0

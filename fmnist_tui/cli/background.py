@@ -70,6 +70,8 @@ def main(early: Path) -> int:
         config = make_config(job.config, "the background job") if job.config is not None else None
     except ConfigError as err:
         answer({"error": str(err), "code": 2})
+        if entry is not None:
+            entry.ended("failed", str(err))
         return 2
     answer({"ready": True}, last=False)  # an app handing its run over stops it now; the lock is taken next
     printer = Printer(sys.stdout, sys.stderr, verbose=job.verbose, every_s=job.progress_every)
