@@ -57,6 +57,7 @@ class Job:
     cpu_threads: int | None = None  # torch's threads (the scheduler shares the cores among its slots)
     env: dict[str, str] = field(default_factory=dict)  # set before anything loads on a device: CUDA_VISIBLE_DEVICES
     queue_id: int | None = None  # the queue entry it runs (runqueue.py): it holds its launch lock, records its run
+    launch: str = ""  # the token the entry must still carry for this process to run it
     tag: str = ""  # ends the run folder's name: a sweep's point
     record: dict[str, Any] = field(default_factory=dict)  # extra summary.json fields: the queue entry, the sweep
 

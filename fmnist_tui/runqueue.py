@@ -16,9 +16,11 @@ folder), then ended: done, failed, stopped or interrupted, as its run ended.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -56,6 +58,7 @@ class Entry:
     devices: list[int] | None = None  # the GPUs it was given (CUDA_VISIBLE_DEVICES)
     started: str | None = None
     ended: str | None = None
+    launch: str = ""  # the token of the process last sent to start it: only that one may run it
 
     @property
     def preset(self) -> str:
@@ -82,7 +85,7 @@ class Entry:
             raise ValueError(f"unknown state {printable(entry.state)!r}")
         if not isinstance(entry.config, dict):
             raise ValueError("config is not a table")
-        for name in ("added", "label", "sweep"):
+        for name in ("added", "label", "sweep", "launch"):
             if not isinstance(getattr(entry, name), str):
                 raise ValueError(f"{name} is not text")
         for name in ("run", "status", "error", "started", "ended"):
@@ -116,11 +119,11 @@ class Queue:
     def load(self) -> Loaded:
         """Every entry that parses; the other lines are reported, not lost."""
         try:
-            raw = self.file.read_bytes()
+            raw = _read_plain(self.file)
         except FileNotFoundError:
             return Loaded([])
         except OSError as err:
-            raise QueueError(f"the queue {self.file} cannot be read ({err.strerror or err})") from None
+            raise QueueError(f"the queue {self.file} cannot be read ({err.strerror or err}): move it away") from None
         loaded, seen = Loaded([]), set()
         for number, line in enumerate(raw.split(b"\n"), 1):
             if not line.strip():
@@ -210,7 +213,20 @@ class Queue:
         with self.edit() as loaded:
             gone = [e for e in loaded.entries if e.state in wanted]
             loaded.entries = [e for e in loaded.entries if e.state not in wanted]
+        for entry in gone if ended else []:
+            self.launch_lock(entry.id).unlink(missing_ok=True)
         return gone
+
+    def claim(self, entry_id: int, token: str) -> str | None:
+        """A process about to run entry `entry_id`: None if it is the one sent to (still starting),
+        else why not (a process that was too slow, whose entry was started again by another)."""
+        with self.edit() as loaded:
+            entry = next((e for e in loaded.entries if e.id == entry_id), None)
+            if entry is None:
+                return f"queue entry {entry_id} was removed"
+            if entry.state != "starting" or entry.launch != token:
+                return f"queue entry {entry_id} is {entry.state} in another process's hands"
+        return None
 
     def update(self, entry_id: int, **changes: Any) -> Entry | None:
         """Change one entry (None if it is gone: removed while its change was on its way)."""
@@ -225,3 +241,15 @@ class Queue:
 
 def now() -> str:
     return datetime.now().isoformat(timespec="seconds")
+
+
+def _read_plain(path: Path) -> bytes:
+    """A plain file's bytes; OSError for anything else (a FIFO would block the reader for ever)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a plain file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -63,10 +64,17 @@ def running(runs_root: Path) -> bool:
 def ensure_running(runs_root: Path) -> bool:
     """Start the scheduler of this runs folder unless one runs; True if this call started one."""
     queue = Queue(runs_root)
+    for name in ("scheduler.lock", "scheduler.log"):
+        path = queue.root / name
+        if os.path.lexists(path) and not path.is_file():
+            raise QueueError(f"{printable(path)} is not a plain file, so no scheduler can start: move it away")
     if running(runs_root):
         return False
     queue.root.mkdir(parents=True, exist_ok=True)
-    log = os.open(queue.root / "scheduler.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    try:
+        log = os.open(queue.root / "scheduler.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        raise QueueError(f"the scheduler cannot start: {queue.root / 'scheduler.log'}: {err.strerror}") from None
     try:
         subprocess.Popen(
             [sys.executable, "-P", "-m", "fmnist_tui.cli.scheduler", str(runs_root)],
@@ -111,6 +119,8 @@ class Scheduler:
         self.spares: list[Launched] = []  # processes with torch imported, waiting for their jobs
         self.lock_fd: int | None = None
         self.last_launch = -math.inf
+        self.starting: set[int] = set()  # entries whose process has not answered yet (its run's folder, or why not)
+        self.blocked = False  # the runs folder could not be written at the last look
 
     def log(self, text: str) -> None:
         print(f"{datetime.now().isoformat(timespec='milliseconds')} {text}", flush=True)
@@ -134,7 +144,12 @@ class Scheduler:
         self.log(f"scheduler started (pid {os.getpid()})")
         try:
             while True:
-                launches, waiting = self.step()
+                try:
+                    launches, waiting = self.step()
+                except QueueError as err:  # a full disk, a file made unreadable: say so, try again
+                    self.log(f"cannot read or write the queue: {err}")
+                    time.sleep(FULL_S)
+                    continue
                 if launches is None:
                     break
                 for entry, job in launches:
@@ -173,12 +188,14 @@ class Scheduler:
             self.reconcile(loaded)
             active = [e for e in loaded.entries if e.active]
             queued = [e for e in loaded.entries if e.state == "queued"]
-            if not active and not queued:
+            if not active and not queued and not self.starting:
                 for entry in loaded.entries:  # every process has ended: their launch locks are free
                     self.queue.launch_lock(entry.id).unlink(missing_ok=True)
                 os.close(self.lock_fd or -1)  # under the queue's lock: an entry added next finds no scheduler
                 self.lock_fd = None
                 return None, 0
+            if queued and not self.writable():
+                return [], len(queued)  # a full disk: the entries wait for space, not fail one by one
             busy = {d for e in active for d in (e.devices or [])}
             used = sum(slots.need(e) for e in active)
             launches = []
@@ -186,7 +203,9 @@ class Scheduler:
                 need = slots.need(entry)
                 if used + need > slots.count:
                     break  # first come, first served
+                entry.launch = uuid.uuid4().hex
                 job = Job(config=entry.config, runs_dir=str(self.root), queue_id=entry.id, tag=entry.label,
+                          launch=entry.launch,
                           record={"queue_id": entry.id, **({"sweep": entry.sweep} if entry.sweep else {})})  # fmt: skip
                 if slots.gpus:
                     free = [i for i, _ in enumerate(slots.gpus) if i not in busy][:need]
@@ -199,6 +218,19 @@ class Scheduler:
                 entry.state, entry.started = "starting", now()
                 launches.append((entry, job))
             return launches, len(queued) - len(launches)
+
+    def writable(self) -> bool:
+        try:
+            RunStore(self.root).check_writable()
+        except RunStoreError as err:
+            if not self.blocked:
+                self.log(f"waiting: {err}")
+            self.blocked = True
+            return False
+        if self.blocked:
+            self.log("the runs folder is writable again")
+        self.blocked = False
+        return True
 
     def reconcile(self, loaded: Loaded) -> None:
         """Entries whose process has ended take the end their run recorded."""
@@ -249,6 +281,7 @@ class Scheduler:
             return
         self.mine[entry.id] = launched
         self.last_launch = time.monotonic()
+        self.starting.add(entry.id)
         launched.send(job)
         self.log(f"entry {entry.id}: starting ({entry.preset}{' ' + entry.label if entry.label else ''})")
         threading.Thread(target=self._started, args=(entry, launched), daemon=True).start()
@@ -259,12 +292,16 @@ class Scheduler:
             self.log(f"entry {entry.id}: running {started.run_path.name} (pid {started.pid})")
         except BackgroundError as err:
             self._failed(entry, str(err))
+        self.starting.discard(entry.id)
         self.wake.set()
 
     def _failed(self, entry: Entry, error: str) -> None:
         self.log(f"entry {entry.id}: failed to start: {error}")
         try:
-            self.queue.update(entry.id, state="failed", status="failed", error=printable(error), ended=now())
+            with self.queue.edit() as loaded:  # unless it was started again meanwhile (or ended on its own)
+                for e in loaded.entries:
+                    if e.id == entry.id and e.launch == entry.launch and e.state in ("starting", "running"):
+                        e.state, e.status, e.error, e.ended = "failed", "failed", printable(error), now()
         except QueueError as err:
             self.log(f"cannot record it: {err}")
 

@@ -13,6 +13,7 @@ from typing import Any
 from fmnist_tui.config import ConfigError, RunConfig, make_config, parse_value, split_item
 
 MOST_WITHOUT_ASKING = 100
+MOST_AT_ALL = 10_000  # a queue of more is a mistake, and checking them all would take minutes
 
 
 def parse_grid(items: list[str]) -> list[tuple[str, list[Any]]]:

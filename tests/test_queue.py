@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 
 import pytest
 
@@ -172,3 +173,54 @@ def test_on_a_cpu_machine_slots_share_the_cores(runs, monkeypatch):
     assert [(e.label, j.cpu_threads, j.env) for e, j in launches] == [("a", 4, {}), ("b", 4, {})] and waiting == 1
     (runs / ".queue" / "slots").write_text("junk\n")  # a damaged file: the default, one at a time
     assert scheduler.read_slots(Queue(runs)).count == 1
+
+
+def test_only_the_process_last_sent_to_an_entry_may_run_it(runs):
+    """A process too slow to start (stopped, swapped out) finds its entry started again by another."""
+    queue = Queue(runs)
+    (entry,) = queue.add([(TINY, "")])
+    queue.update(entry.id, state="starting", launch="first")
+    queue.update(entry.id, launch="second")  # its scheduler died; the next one started it again
+    assert queue.claim(entry.id, "second") is None
+    assert "in another process's hands" in queue.claim(entry.id, "first")
+    queue.update(entry.id, state="running")
+    assert "is running" in queue.claim(entry.id, "second")
+    assert "removed" in queue.claim(99, "x")
+
+
+def test_a_queue_file_that_is_not_a_plain_file_is_refused_not_waited_on(runs):
+    os.mkfifo(runs / ".queue" / "entries.jsonl")
+    with pytest.raises(QueueError, match="not a plain file"):
+        Queue(runs).load()
+
+
+def test_a_full_runs_folder_keeps_entries_queued(runs, monkeypatch):
+    from fmnist_tui import scheduler
+    from fmnist_tui.runs import RunStore, RunStoreError
+
+    Queue(runs).add([(TINY, "a")])
+
+    def full(self):
+        raise RunStoreError("runs folder is not writable: No space left on device")
+
+    monkeypatch.setattr(RunStore, "check_writable", full)
+    launches, waiting = scheduler.Scheduler(runs).step()
+    assert launches == [] and waiting == 1
+    assert [e.state for e in Queue(runs).load().entries] == ["queued"]
+
+
+def test_cli_checks_slots_sweep_points_and_sizes_first(runs, capsys):
+    base = ["--runs-dir", str(runs)]
+    assert main(["queue", "--slots", "0", *base]) == 2
+    assert main(["queue", "--slots", str(10**20), *base]) == 2
+    assert "allowed: 1 to" in capsys.readouterr().err
+    assert main(["queue", "--slots", "1", *base]) == 0
+    assert (runs / ".queue" / "slots").read_text() == "1\n"
+    assert main(["queue", "--ended", *base]) == 2
+    assert main(["sweep", "--preset", "tutorial", "--grid", f"devices=1,{os.cpu_count() + 1}", *base]) == 2
+    assert f"sweep point devices={os.cpu_count() + 1}: devices:" in capsys.readouterr().err
+    assert main(["sweep", "--preset", "tutorial", "--grid", "num_nodes=1,2", *base]) == 2
+    huge = [f"--grid={k}=" + ",".join(str(v) for v in range(1, 31)) for k in ("seed", "epochs", "hidden", "split_seed")]
+    assert main(["sweep", "--preset", "tutorial", *huge, *base]) == 2
+    assert "810000 runs, more than 10000" in capsys.readouterr().err
+    assert entries(runs) == []

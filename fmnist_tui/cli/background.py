@@ -46,9 +46,11 @@ def main(early: Path) -> int:
                 early.unlink(missing_ok=True)  # nobody will read why either: leave no file behind
 
     entry = QueueEntry(job) if job.queue_id is not None else None
-    if entry is not None and not entry.hold():
-        answer({"error": f"queue entry {job.queue_id} is being started by another process", "code": 2})
-        return 2
+    if entry is not None:
+        refused = entry.hold(job.launch)
+        if refused:
+            answer({"error": refused, "code": 2})
+            return 2
 
     def opened(path: Path) -> None:
         sys.stdout.flush()
@@ -111,14 +113,20 @@ class QueueEntry:
         self.done = False
         self.queue = Queue(paths.runs_dir(job.runs_dir))
 
-    def hold(self) -> bool:
+    def hold(self, token: str) -> str | None:
+        """Take the entry (None), or why not: another process holds it, or it was given to another."""
+        from fmnist_tui.runqueue import QueueError
+
         try:
             fd = os.open(self.queue.launch_lock(self.id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            return False
+            return f"queue entry {self.id} is being started by another process"
         self.fd = fd  # kept open, so held, until this process ends
-        return True
+        try:
+            return self.queue.claim(self.id, token)  # a process too slow to start may find it started again
+        except QueueError as err:
+            return str(err)
 
     def running(self, path: Path) -> None:
         from fmnist_tui.runqueue import QueueError, now

@@ -8,16 +8,20 @@ background run when a slot is free.
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 from fmnist_tui import devices, paths, scheduler
 from fmnist_tui.cli.output import error, print_json
-from fmnist_tui.config import ConfigError, RunConfig, with_overrides
+from fmnist_tui.config import ConfigError, RunConfig, make_config, with_overrides
+from fmnist_tui.files import write_atomic
 from fmnist_tui.format import printable
 from fmnist_tui.runqueue import Entry, Queue, QueueError, now
-from fmnist_tui.sweep import MOST_WITHOUT_ASKING, expand, parse_grid
+from fmnist_tui.sweep import MOST_AT_ALL, MOST_WITHOUT_ASKING, expand, parse_grid
 
 
 def base_config(args, overrides: dict[str, Any]) -> RunConfig:
@@ -36,11 +40,17 @@ def base_config(args, overrides: dict[str, Any]) -> RunConfig:
 def set_slots(root: Path, slots: int | None) -> None:
     if slots is None:
         return
-    if slots < 1:
-        raise ConfigError(f"--slots {slots}: at least 1")
+    gpus = len(devices.visible_gpus())
+    most = gpus or os.cpu_count() or 1
+    if not 1 <= slots <= most:
+        what = f"{gpus} GPUs" if gpus else f"{most} CPU cores"
+        raise ConfigError(f"--slots {slots}: allowed: 1 to {most} (this machine has {what})")
     queue = Queue(root)
-    queue.root.mkdir(parents=True, exist_ok=True)
-    (queue.root / "slots").write_text(f"{slots}\n")
+    try:
+        queue.root.mkdir(parents=True, exist_ok=True)
+        write_atomic(queue.root / "slots", f"{slots}\n")
+    except OSError as err:
+        raise QueueError(f"cannot set the slots in {queue.root}: {err}") from None
 
 
 def enqueue(args, configs: list[tuple[dict[str, Any], str]], sweep: str = "") -> int:
@@ -53,7 +63,11 @@ def enqueue(args, configs: list[tuple[dict[str, Any], str]], sweep: str = "") ->
         added = Queue(root).add(configs, sweep)
     except QueueError as err:
         return error(str(err))
-    started = scheduler.ensure_running(root)
+    try:
+        started = scheduler.ensure_running(root)
+    except QueueError as err:
+        error(f"queued {', '.join(str(e.id) for e in added)}, but {err}")
+        return 1
     if args.json:
         print(json.dumps({"queued": [e.id for e in added], "sweep": sweep or None, "scheduler_started": started}))
         return 0
@@ -67,8 +81,10 @@ def enqueue(args, configs: list[tuple[dict[str, Any], str]], sweep: str = "") ->
 
 def cmd_queue(args, overrides: dict[str, Any]) -> int:
     action = args.action or "list"
-    if action != "add" and (overrides or args.preset):
-        return error(f"--set and --preset apply to `fmnist-tui queue add`, not `queue {action}`")
+    if action != "add" and (overrides or args.preset or args.data_dir):
+        return error(f"--set, --preset and --data-dir apply to `fmnist-tui queue add`, not `queue {action}`")
+    if args.ended and action != "clear":
+        return error(f"--ended applies to `fmnist-tui queue clear`, not `queue {action}`")
     if (args.id is not None) != (action == "rm"):
         return error("give an entry's id to `queue rm ID`, and to nothing else" if action == "rm" or args.id is None
                      else f"`queue {action}` takes no id")  # fmt: skip
@@ -77,6 +93,7 @@ def cmd_queue(args, overrides: dict[str, Any]) -> int:
         return enqueue(args, [(config.model_dump(), "")])
     root = paths.runs_dir(args.runs_dir)
     queue = Queue(root)
+    set_slots(root, args.slots)  # from now on, for the scheduler running or the next one
     if action == "list":
         return listing(queue, args.json)
     if action == "rm":
@@ -94,12 +111,20 @@ def cmd_queue(args, overrides: dict[str, Any]) -> int:
 
 def cmd_sweep(args, overrides: dict[str, Any]) -> int:
     grid = parse_grid(args.grid or [])
+    count = math.prod(len(values) for _, values in grid)  # before checking any: a huge grid is refused at once
+    if count > MOST_AT_ALL:
+        return error(f"this sweep is {count} runs, more than {MOST_AT_ALL}: split it into smaller sweeps")
+    if count > MOST_WITHOUT_ASKING and not args.yes:
+        return error(f"this sweep is {count} runs: add --yes to queue them all")
     base = base_config(args, overrides)
     points = expand(base, grid)
-    if len(points) > MOST_WITHOUT_ASKING and not args.yes:
-        return error(f"this sweep is {len(points)} runs: add --yes to queue them all")
+    for values, point in points:  # what this machine cannot run, refused now as for `queue add`
+        try:
+            devices.check_runnable(make_config(values))
+        except ConfigError as err:
+            raise ConfigError(f"sweep point {point}: {err}") from None
     print(f"sweep: {len(points)} runs ({' x '.join(f'{len(v)} {k}' for k, v in grid)})", file=sys.stderr)
-    name = f"sweep-{now().replace(':', '').replace('-', '')}"
+    name = f"sweep-{now().replace(':', '').replace('-', '')}-{uuid.uuid4().hex[:4]}"
     return enqueue(args, points, name)
 
 

@@ -58,7 +58,10 @@ def train(config, resume_from: str | None, cpu_threads: int | None = None, spawn
     while worker.is_alive():
         worker.join(0.2)  # the main thread stays free to take signals
     if "error" in outcome:
-        print(json.dumps({"error": outcome["error"]}), flush=True)
+        try:
+            print(json.dumps({"error": outcome["error"]}), flush=True)
+        except OSError:  # whoever started this process has gone (kill -9): nobody to tell
+            pass
         return 1
     return 0
 
@@ -94,4 +97,9 @@ def follow_launcher(args, config, overrides: dict) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass
+    os._exit(code)  # nothing left to write: no teardown of torch (nor a closed pipe's complaint)

@@ -31,7 +31,8 @@ from datetime import timedelta
 
 JOB_ENV = "FMNIST_TUI_RANK_JOB"
 TIMEOUT_S = 120.0  # a collective waiting longer than this fails (a process stuck without dying)
-HANG_S = 30.0  # after a rank died, rank 0 ends the run itself if it has not ended by then
+HANG_S = 10.0  # after a rank died, rank 0 ends the run itself if it has not begun to by then (gloo notices
+# a dead peer within a second or two; nothing notices one that died before they all met)
 
 
 def launched_externally() -> bool:
@@ -88,8 +89,10 @@ class RankGroup:
         self.procs: list[subprocess.Popen] = []
         for rank in range(1, world):
             env = {**os.environ, **shared, "LOCAL_RANK": str(rank), JOB_ENV: json.dumps(job)}
+            # A session of its own: Ctrl-C and a terminal's hang-up reach rank 0 alone, which stops every
+            # process at the same step (even one still importing torch, which such a signal would kill).
             proc = subprocess.Popen([sys.executable, "-P", "-m", "fmnist_tui.cli.rank"], env=env,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)  # fmt: skip
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True)  # fmt: skip
             self.procs.append(proc)
             threading.Thread(target=self._watch, args=(rank, proc), name=f"fmnist-rank-{rank}", daemon=True).start()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -121,6 +122,8 @@ def _train_segment(seg: Segment, sink: Sink, stop_event: threading.Event, contro
     import pytorch_lightning  # noqa: F401 - its import attaches stderr handlers that route_logs replaces
     import torch
 
+    seg.report = sink  # for an end written from another thread (_give_up)
+
     threads_before = torch.get_num_threads()
     if cpu_threads:
         torch.set_num_threads(cpu_threads)
@@ -169,9 +172,11 @@ def _ended_by(err: BaseException, sink: Sink, stop_event: threading.Event, seg: 
     if isinstance(err, (KeyboardInterrupt, SystemExit)):
         return {"status": "interrupted", "error": type(err).__name__}
     if seg.ranks is not None:  # under DDP a rank's death shows here as a failed collective: name the rank
+        seg.ranks.ended.set()  # this process ends the run itself: no rescue needed
         failure = seg.ranks.wait_failure(3.0 if _is_collective_error(err) else 0.5)
-        if failure and _is_collective_error(err):
-            return {"status": "failed", "error": failure}
+        if _is_collective_error(err):
+            why = failure or f"the processes lost touch: one stopped answering ({failure_text(err)[:300]})"
+            return {"status": "failed", "error": why}
     if isinstance(err, DiskFull):
         return {
             "status": "failed",
@@ -295,9 +300,22 @@ def _start_ranks(seg: Segment, config: RunConfig) -> None:
 
 
 def _give_up(seg: Segment, why: str) -> None:
-    """A rank died and rank 0 is stuck in a collective: write the end, then leave."""
+    """A rank died and rank 0 is stuck (waiting for it to join, or in a collective): end the run as
+    `_finish` would, from this thread, then leave. The training thread is stuck: nothing else writes."""
     try:
-        seg.run_dir.write_summary(status="failed", error=why, ended=datetime.now().isoformat(timespec="seconds"))
+        seg.run_dir.release_space()
+        (seg.run_dir.path / "control.sock").unlink(missing_ok=True)
+        fields = dict(status="failed", error=why, ended=datetime.now().isoformat(timespec="seconds"))
+        last = seg.run_dir.checkpoints / "last.ckpt"
+        if last.exists():
+            fields["checkpoint"] = str(last)
+        seg.run_dir.write_summary(**fields)
+        if seg.report is not None:
+            rows = read_rows(seg.run_dir.path / METRICS)
+            seg.report(RunEnded("failed", str(seg.run_dir.path), recorded_seconds(rows), best_val_acc(rows),
+                                checkpoint=fields.get("checkpoint"), error=why, at=time.time()))  # fmt: skip
+        sys.stdout.flush()
+        sys.stderr.flush()
     finally:
         os._exit(1)
 

@@ -48,6 +48,7 @@ class Segment:
     set_aside: list[Path] = field(default_factory=list)  # damaged files to keep beside, not to read
     ranks: Any = None  # the DDP processes this one started (engine/ranks.py)
     scratch: bool = False  # a DDP process other than the first: its folder is scratch, the run's is not its own
+    report: Any = None  # the sink the run reports to, once it trains
 
     @property
     def resumed(self) -> bool:
