@@ -119,7 +119,7 @@ class Queue:
     def load(self) -> Loaded:
         """Every entry that parses; the other lines are reported, not lost."""
         try:
-            raw = _read_plain(self.file)
+            raw = read_plain(self.file)
         except FileNotFoundError:
             return Loaded([])
         except OSError as err:
@@ -172,7 +172,7 @@ class Queue:
 
     def _next_id(self, loaded: Loaded) -> int:
         try:
-            stored = int((self.root / "next-id").read_text().strip())
+            stored = int(read_plain(self.root / "next-id").decode().strip())
         except (OSError, ValueError):
             stored = 1
         return max([stored, *(e.id + 1 for e in loaded.entries)])
@@ -243,7 +243,7 @@ def now() -> str:
     return datetime.now().isoformat(timespec="seconds")
 
 
-def _read_plain(path: Path) -> bytes:
+def read_plain(path: Path) -> bytes:
     """A plain file's bytes; OSError for anything else (a FIFO would block the reader for ever)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:

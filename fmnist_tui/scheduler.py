@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import math
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -33,22 +34,25 @@ from pathlib import Path
 from fmnist_tui import background, devices
 from fmnist_tui.background import BackgroundError, Job, Launched
 from fmnist_tui.format import printable
-from fmnist_tui.runqueue import FROM_STATUS, Entry, Loaded, Queue, QueueError, now
+from fmnist_tui.runqueue import ENDED, FROM_STATUS, Entry, Loaded, Queue, QueueError, now, read_plain
 from fmnist_tui.runs import RunStore, RunStoreError
 
 POLL_S = 0.05  # how often the queue file is looked at (a stat): a run that has ended frees its slot within this
 SPARE_AFTER_S = 1.5  # a new spare imports torch (seconds of CPU): not while the run just started sets up
+MIN_FREE = 64 * 2**20  # bytes a runs folder needs before the next run starts (checkpoints, the record)
 FULL_S = 1.0  # and read in full at least this often (runs started by another scheduler end without writing it)
 LAUNCH_GRACE_S = 30.0  # a "starting" entry whose process holds no lock after this long never started
 
 
 def lock_free(path: Path) -> bool:
-    """True when nobody holds the flock on `path` (or it does not exist)."""
+    """True when nobody holds the flock on `path` (or it does not exist, or is no plain file)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block the probe
     except OSError:
         return True
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return True
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
@@ -102,7 +106,7 @@ class Slots:
 def read_slots(queue: Queue) -> Slots:
     gpus = devices.visible_gpus()
     try:
-        chosen = int((queue.root / "slots").read_text().strip())
+        chosen = int(read_plain(queue.root / "slots").decode().strip())
     except (OSError, ValueError):
         chosen = 0
     if gpus:
@@ -120,10 +124,15 @@ class Scheduler:
         self.lock_fd: int | None = None
         self.last_launch = -math.inf
         self.starting: set[int] = set()  # entries whose process has not answered yet (its run's folder, or why not)
-        self.blocked = False  # the runs folder could not be written at the last look
+        self.blocked = False  # no room for a run at the last look
+        self.full_at: int | None = None  # free bytes when a run last ended on a full disk
+        self.seen_full: set[int] = set()
 
     def log(self, text: str) -> None:
-        print(f"{datetime.now().isoformat(timespec='milliseconds')} {text}", flush=True)
+        try:
+            print(f"{datetime.now().isoformat(timespec='milliseconds')} {text}", flush=True)
+        except (OSError, ValueError):  # its log on a full disk: the queue matters more than the log
+            pass
 
     def take_lock(self) -> bool:
         self.queue.root.mkdir(parents=True, exist_ok=True)
@@ -142,11 +151,15 @@ class Scheduler:
         if not self.take_lock():
             return 0  # another scheduler serves this folder
         self.log(f"scheduler started (pid {os.getpid()})")
+        try:  # a disk that was full before this scheduler began is judged by the free space now
+            self.seen_full = {e.id for e in self.queue.load().entries if e.state in ENDED}
+        except QueueError:
+            pass
         try:
             while True:
                 try:
                     launches, waiting = self.step()
-                except QueueError as err:  # a full disk, a file made unreadable: say so, try again
+                except Exception as err:  # noqa: BLE001 - a full disk, a file made unreadable: say so, try again
                     self.log(f"cannot read or write the queue: {err}")
                     time.sleep(FULL_S)
                     continue
@@ -194,7 +207,7 @@ class Scheduler:
                 os.close(self.lock_fd or -1)  # under the queue's lock: an entry added next finds no scheduler
                 self.lock_fd = None
                 return None, 0
-            if queued and not self.writable():
+            if queued and not self.writable(loaded):
                 return [], len(queued)  # a full disk: the entries wait for space, not fail one by one
             busy = {d for e in active for d in (e.devices or [])}
             used = sum(slots.need(e) for e in active)
@@ -219,17 +232,27 @@ class Scheduler:
                 launches.append((entry, job))
             return launches, len(queued) - len(launches)
 
-    def writable(self) -> bool:
+    def writable(self, loaded: Loaded) -> bool:
+        """Room for a run: the folder writable, MIN_FREE free, and more than when a run last found the
+        disk full (a full disk pauses the queue instead of failing every entry in turn)."""
+        for entry in loaded.entries:
+            if entry.id not in self.seen_full and (entry.error or "").startswith("disk full"):
+                self.seen_full.add(entry.id)
+                self.full_at = _free(self.root)
         try:
             RunStore(self.root).check_writable()
+            free = _free(self.root)
+            if free < MIN_FREE or (self.full_at is not None and free < self.full_at + MIN_FREE):
+                raise RunStoreError(f"{free / 2**20:.0f} MiB free in {self.root}; a run needs room for its "
+                                    f"checkpoints (the queue goes on with {MIN_FREE / 2**20:.0f} MiB more)")  # fmt: skip
         except RunStoreError as err:
             if not self.blocked:
-                self.log(f"waiting: {err}")
+                self.log(f"waiting for space: {err}")
             self.blocked = True
             return False
         if self.blocked:
-            self.log("the runs folder is writable again")
-        self.blocked = False
+            self.log("there is space again: the queue goes on")
+        self.blocked, self.full_at = False, None
         return True
 
     def reconcile(self, loaded: Loaded) -> None:
@@ -304,6 +327,14 @@ class Scheduler:
                         e.state, e.status, e.error, e.ended = "failed", "failed", printable(error), now()
         except QueueError as err:
             self.log(f"cannot record it: {err}")
+
+
+def _free(path: Path) -> int:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

@@ -224,3 +224,37 @@ def test_cli_checks_slots_sweep_points_and_sizes_first(runs, capsys):
     assert main(["sweep", "--preset", "tutorial", *huge, *base]) == 2
     assert "810000 runs, more than 10000" in capsys.readouterr().err
     assert entries(runs) == []
+
+
+@pytest.mark.parametrize("name", ["scheduler.lock", "slots", "next-id"])
+def test_a_fifo_among_the_queue_files_never_blocks_a_command(runs, name, capsys):
+    import signal
+
+    os.unlink(runs / ".queue" / "scheduler.lock") if name == "scheduler.lock" else None
+    os.mkfifo(runs / ".queue" / name)
+    signal.alarm(20)  # a hang fails the test instead of the suite
+    try:
+        code = main(["queue", "--runs-dir", str(runs)])
+        if name == "next-id":
+            code = main(["queue", "add", "--preset", "tutorial", "--runs-dir", str(runs)])
+    finally:
+        signal.alarm(0)
+    assert code in (0, 1, 2), capsys.readouterr()
+
+
+def test_the_scheduler_waits_for_space_and_after_a_run_that_found_the_disk_full(runs, monkeypatch):
+    from fmnist_tui import scheduler
+
+    Queue(runs).add([(TINY, "a"), (TINY, "b")])
+    free = {"bytes": 10 * 2**20}
+    monkeypatch.setattr(scheduler, "_free", lambda path: free["bytes"])
+    s = scheduler.Scheduler(runs)
+    assert s.step() == ([], 2)  # 10 MiB: not room enough for a run
+    free["bytes"] = 500 * 2**20
+    launches, _ = s.step()
+    assert [e.label for e, _ in launches] == ["a"]
+    Queue(runs).update(1, state="failed", status="failed", error="disk full: no space left to write last.ckpt")
+    free["bytes"] = 400 * 2**20  # the failed run's files: the disk is as full as before for the next run
+    assert s.step() == ([], 1)
+    free["bytes"] = 480 * 2**20  # space was freed
+    assert [e.label for e, _ in s.step()[0]] == ["b"]

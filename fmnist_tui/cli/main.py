@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         return _command(args)
     except (ConfigError, RunStoreError) as err:
         return error(str(err))
+    except KeyboardInterrupt:  # Ctrl-C before a run's own handlers are in place (torch still loading)
+        error("interrupted before anything started")
+        return 130
     except BrokenPipeError:  # `fmnist-tui runs | head -1`: the reader has what it wanted
         silence_stdout()
         return 0

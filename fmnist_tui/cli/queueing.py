@@ -37,7 +37,7 @@ def base_config(args, overrides: dict[str, Any]) -> RunConfig:
     return config
 
 
-def set_slots(root: Path, slots: int | None) -> None:
+def check_slots(slots: int | None) -> None:
     if slots is None:
         return
     gpus = len(devices.visible_gpus())
@@ -45,6 +45,12 @@ def set_slots(root: Path, slots: int | None) -> None:
     if not 1 <= slots <= most:
         what = f"{gpus} GPUs" if gpus else f"{most} CPU cores"
         raise ConfigError(f"--slots {slots}: allowed: 1 to {most} (this machine has {what})")
+
+
+def set_slots(root: Path, slots: int | None) -> None:
+    check_slots(slots)
+    if slots is None:
+        return
     queue = Queue(root)
     try:
         queue.root.mkdir(parents=True, exist_ok=True)
@@ -85,6 +91,7 @@ def cmd_queue(args, overrides: dict[str, Any]) -> int:
         return error(f"--set, --preset and --data-dir apply to `fmnist-tui queue add`, not `queue {action}`")
     if args.ended and action != "clear":
         return error(f"--ended applies to `fmnist-tui queue clear`, not `queue {action}`")
+    check_slots(args.slots)  # before anything changes
     if (args.id is not None) != (action == "rm"):
         return error("give an entry's id to `queue rm ID`, and to nothing else" if action == "rm" or args.id is None
                      else f"`queue {action}` takes no id")  # fmt: skip
@@ -93,8 +100,8 @@ def cmd_queue(args, overrides: dict[str, Any]) -> int:
         return enqueue(args, [(config.model_dump(), "")])
     root = paths.runs_dir(args.runs_dir)
     queue = Queue(root)
-    set_slots(root, args.slots)  # from now on, for the scheduler running or the next one
     if action == "list":
+        set_slots(root, args.slots)  # from now on, for the scheduler running or the next one
         return listing(queue, args.json)
     if action == "rm":
         try:
@@ -102,9 +109,11 @@ def cmd_queue(args, overrides: dict[str, Any]) -> int:
         except ValueError:
             return error(f"queue rm {printable(args.id)!r}: an entry's id is a number (fmnist-tui queue lists them)")
         entry = queue.remove(entry_id)
+        set_slots(root, args.slots)
         print(f"removed {entry.id}: {entry.preset}{'  ' + entry.label if entry.label else ''}")
         return 0
     gone = queue.clear(ended=args.ended)
+    set_slots(root, args.slots)
     print(f"removed {len(gone)} {'ended' if args.ended else 'queued'} entr{'y' if len(gone) == 1 else 'ies'}")
     return 0
 

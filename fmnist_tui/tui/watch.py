@@ -69,11 +69,16 @@ def add_to_queue(target, config: RunConfig, runs_dir: str | None, data_dir: str 
         root = paths.runs_dir(runs_dir)
         RunStore(root).check_writable()
         (entry,) = Queue(root).add([(config.model_dump(), "")])
-        scheduler.ensure_running(root)
-        target.post_message(QueueAnswered(f"{config.name} is entry {entry.id}: it starts when a slot is free "
-                                          "(the runs screen lists it)", True))  # fmt: skip
     except (ConfigError, QueueError, RunStoreError, OSError) as err:
         target.post_message(QueueAnswered(str(err), False))
+        return
+    try:
+        scheduler.ensure_running(root)
+    except (QueueError, OSError) as err:
+        target.post_message(QueueAnswered(f"{config.name} is entry {entry.id}, but {err}", False))
+        return
+    target.post_message(QueueAnswered(f"{config.name} is entry {entry.id}: it starts when a slot is free "
+                                      "(the runs screen lists it)", True))  # fmt: skip
 
 
 class ControlAnswered(Message):
