@@ -136,8 +136,9 @@ def main() -> None:
 
 
 def measure(args, variant: list[str]) -> dict:
-    from fmnist_tui.config import parse_set_items, with_overrides
+    from fmnist_tui.config import with_overrides
     from fmnist_tui.engine.runner import device_description
+    from fmnist_tui.overrides import parse_set_items
     from fmnist_tui.presets import load_presets
 
     sets = args.sets + variant

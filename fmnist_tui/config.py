@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from types import NoneType, UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -354,35 +353,6 @@ def make_config(values: dict[str, Any], source: str = "config") -> RunConfig:
     if config is None:
         raise ConfigError(f"{source}: {describe(errors)}")
     return config
-
-
-def parse_value(text: str) -> Any:
-    """A --set value: a TOML literal (1e-3, 64, true, "x") or else a bare string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def split_item(item: str, flag: str = "--set", shape: str = "KEY=VALUE") -> tuple[str, str]:
-    """ "lr=0.01" -> ("lr", "0.01"); ConfigError for no key, an unknown key or no value."""
-    key, sep, text = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"{flag} {item!r}: expected {shape}")
-    if key not in RunConfig.model_fields:
-        raise ConfigError(f"{flag} {key}: unknown key (known keys: {', '.join(FIELDS)})")
-    if not text.strip():
-        raise ConfigError(f"{flag} {key}: empty value")
-    return key, text.strip()
-
-
-def parse_set_items(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, text = split_item(item)
-        out[key] = parse_value(text)
-    return out
 
 
 def with_overrides(config: RunConfig, overrides: dict[str, Any], source: str = "--set") -> RunConfig:

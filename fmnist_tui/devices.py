@@ -38,36 +38,35 @@ def visible_gpus() -> list[str]:
 
 def check_runnable(config: RunConfig) -> None:
     """What this machine cannot run is refused when queued, not hours later when its turn comes."""
-    gpus = len(visible_gpus())
-    if (config.accelerator == "gpu" or config.precision == "16-mixed") and gpus == 0:
-        what = "accelerator = gpu" if config.accelerator == "gpu" else "precision = 16-mixed"
-        raise ConfigError(f"{what} needs a GPU, and none is visible here: use accelerator = auto or cpu")
-    check_devices(config, gpus)
+    check_devices(config)
     if config.num_nodes > 1:
         raise ConfigError("num_nodes: a queued run trains on this machine only; start a several-node run with "
                           "torchrun or SLURM on every node (see the README)")  # fmt: skip
 
 
 def check_devices(config: RunConfig, gpus: int | None = None) -> None:
-    """`devices` beyond what this machine has: one line, before anything starts."""
-    if config.devices == 1:
-        return
+    """A GPU config without a GPU, or `devices` beyond what this machine has: one line, before anything
+    starts. `gpus`: the count, when the caller has it (the engine asks torch)."""
     gpus = len(visible_gpus()) if gpus is None else gpus
-    on_gpu = config.accelerator == "gpu" or (config.accelerator == "auto" and gpus > 0)
-    have = gpus if on_gpu else os.cpu_count() or 1
-    what = f"{have} GPU{'s' if have != 1 else ''}" if on_gpu else f"{have} CPU cores (one process each)"
-    if config.accelerator == "gpu" and gpus == 0:
-        raise ConfigError("accelerator = gpu: no GPU is visible here (CUDA_VISIBLE_DEVICES, the NVIDIA driver)")
+    if (config.accelerator == "gpu" or config.precision == "16-mixed") and gpus == 0:
+        what = "accelerator = gpu" if config.accelerator == "gpu" else "precision = 16-mixed"
+        raise ConfigError(f"{what} needs a GPU, and none is visible here: "
+                          "use accelerator = auto or cpu, precision = 32 or bf16-mixed")  # fmt: skip
+    have = per_node(config.model_copy(update={"devices": -1}), gpus)
     if config.devices > have:
+        what = (
+            f"{have} GPU{'s' if have != 1 else ''}" if on_gpu(config, gpus) else f"{have} CPU cores (one process each)"
+        )
         raise ConfigError(f"devices: {config.devices} asked for, and this machine has {what}; "
                           f"allowed: 1 to {have}, or -1 for all")  # fmt: skip
 
 
-def world_size(config: RunConfig, gpus: int | None = None) -> int:
-    """The processes that train the run: devices (resolved from -1) times num_nodes."""
-    per_node = config.devices
-    if per_node == -1:
-        gpus = len(visible_gpus()) if gpus is None else gpus
-        on_gpu = config.accelerator == "gpu" or (config.accelerator == "auto" and gpus > 0)
-        per_node = gpus if on_gpu else os.cpu_count() or 1
-    return max(1, per_node) * config.num_nodes
+def on_gpu(config: RunConfig, gpus: int) -> bool:
+    return config.accelerator != "cpu" and gpus > 0
+
+
+def per_node(config: RunConfig, gpus: int) -> int:
+    """The processes on this machine: `devices`, with -1 as every GPU (on a CPU machine, every core)."""
+    if config.devices != -1:
+        return config.devices
+    return gpus if on_gpu(config, gpus) else os.cpu_count() or 1

@@ -207,10 +207,10 @@ class Scheduler:
                 os.close(self.lock_fd or -1)  # under the queue's lock: an entry added next finds no scheduler
                 self.lock_fd = None
                 return None, 0
-            if queued and not self.writable(loaded):
-                return [], len(queued)  # a full disk: the entries wait for space, not fail one by one
             busy = {d for e in active for d in (e.devices or [])}
             used = sum(slots.need(e) for e in active)
+            if queued and used < slots.count and not self.writable(loaded):
+                return [], len(queued)  # a full disk: the entries wait for space, not fail one by one
             launches = []
             for entry in queued:
                 need = slots.need(entry)
@@ -274,12 +274,9 @@ class Scheduler:
             self.mine.pop(entry.id, None)
             status = entry.status
             if entry.run and status is None:
-                try:
-                    info = store.read(self.root / entry.run)
-                    status = info.summary.get("status")
-                    entry.error = entry.error or info.summary.get("error")
-                except OSError:
-                    status = None
+                summary = store.read(self.root / entry.run).summary
+                status, error = summary.get("status"), summary.get("error")
+                entry.error = entry.error or (printable(error) if error is not None else None)  # text, whatever it held
                 status = "interrupted" if status == "running" else status  # it died without writing its end
             entry.status = status if isinstance(status, str) else "failed"
             entry.state = FROM_STATUS.get(entry.status, "failed")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from fmnist_tui.config import ConfigError, RunConfig, make_config, parse_value, split_item
+from fmnist_tui.config import ConfigError, RunConfig, make_config
+from fmnist_tui.overrides import parse_value, split_item
 
 MOST_WITHOUT_ASKING = 100
 MOST_AT_ALL = 10_000  # a queue of more is a mistake, and checking them all would take minutes

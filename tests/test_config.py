@@ -1,6 +1,7 @@
 import pytest
 
-from fmnist_tui.config import ConfigError, make_config, parse_set_items, with_overrides
+from fmnist_tui.config import ConfigError, make_config, with_overrides
+from fmnist_tui.overrides import parse_set_items
 from fmnist_tui.presets import load_file, load_presets, save_preset
 
 

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from fmnist_tui.cli.output import error, finite
+from fmnist_tui.cli.output import error, finite, preset_config
 from fmnist_tui.engine.events import Control, EpochEnd, LogLine, RunEnded, RunStarted, StepProgress, as_dict
 from fmnist_tui.format import clock, num, pct, printable
 
@@ -121,18 +121,10 @@ def summary_text(e: RunEnded) -> str:
 
 def run_headless(args, overrides: dict) -> int:
     """Check the input, train in a thread, wait (signals stop it, saving first), exit with the run's code."""
-    from fmnist_tui.config import with_overrides
     from fmnist_tui.engine.segment import check_device
     from fmnist_tui.host import RunHost
-    from fmnist_tui.presets import load_presets
 
-    config = None
-    if args.preset:
-        found = load_presets(args.presets_dir)
-        for problem in found.errors:
-            print(f"warning: {printable(problem)}", file=sys.stderr)
-        # An unknown preset or a bad --set value: ConfigError, exit 2, before torch loads.
-        config = with_overrides(found.get(args.preset), overrides)
+    config = preset_config(args.presets_dir, args.preset, overrides) if args.preset else None
     from fmnist_tui.cli.rank import follow_launcher, launcher_rank
 
     if launcher_rank() > 0:  # torchrun or SLURM started this command on every process: the first one reports

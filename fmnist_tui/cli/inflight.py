@@ -7,12 +7,11 @@ lock, events.jsonl, control.sock), so they answer at once, even while it trains.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 from fmnist_tui import paths
-from fmnist_tui.cli.output import error
+from fmnist_tui.cli.output import error, preset_config
 from fmnist_tui.format import printable
 from fmnist_tui.runs import RunInfo, RunStore, RunStoreError, lock_held
 
@@ -37,17 +36,12 @@ def find_run(runs_dir: Path | None, ref: str | None, running: bool = False) -> R
 def cmd_detach(args, overrides: dict) -> int:
     """`run --detach`: start the run in its own process; print its name and folder once it holds them."""
     from fmnist_tui.background import BackgroundError, Job, start
-    from fmnist_tui.config import with_overrides
-    from fmnist_tui.presets import load_presets
 
     job = Job(resume=args.resume, overrides=overrides, verbose=args.verbose, progress_every=args.progress_every,
               runs_dir=str(args.runs_dir) if args.runs_dir else None,
               data_dir=str(args.data_dir) if args.data_dir else None)  # fmt: skip
     if args.preset:
-        found = load_presets(args.presets_dir)
-        for problem in found.errors:
-            print(f"warning: {printable(problem)}", file=sys.stderr)
-        job.config, job.overrides = with_overrides(found.get(args.preset), overrides).model_dump(), {}
+        job.config, job.overrides = preset_config(args.presets_dir, args.preset, overrides).model_dump(), {}
     try:
         started = start(job)
     except BackgroundError as err:

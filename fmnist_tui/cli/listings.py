@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
 from fmnist_tui import paths
-from fmnist_tui.cli.output import print_json
+from fmnist_tui.cli.output import print_json, warn
 from fmnist_tui.config import RunConfig, allowed
 from fmnist_tui.format import clock, epoch_number, number, pct, printable
 
@@ -47,7 +45,7 @@ def cmd_presets(args) -> int:
 
     found = load_presets(args.presets_dir)
     for problem in found.errors:
-        print(f"warning: {printable(problem)}", file=sys.stderr)
+        warn(problem)
     if args.json:
         print_json([{"name": p.name, "path": str(p.path), "config": to_dict(p.config)} for p in found.presets.values()])
         return 0 if found.presets else 1

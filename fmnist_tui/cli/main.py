@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from fmnist_tui.cli.output import error, silence_stdout
-from fmnist_tui.config import ConfigError, parse_set_items
+from fmnist_tui.config import ConfigError
 from fmnist_tui.files import FULL
+from fmnist_tui.overrides import parse_set_items
 from fmnist_tui.runs import RunStoreError
 
 

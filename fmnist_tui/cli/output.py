@@ -42,3 +42,23 @@ def silence_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):
         pass
+
+
+def warn(message: str) -> None:
+    """`warning: ...` on stderr (control characters escaped); never raises."""
+    try:
+        print(f"warning: {printable(message)}", file=sys.stderr)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def preset_config(presets_dirs, name: str, overrides: dict[str, Any]):
+    """The preset `name` with the --set values on it; the preset files that did not load are warned of.
+    An unknown preset or a bad value: ConfigError (exit 2), before torch loads."""
+    from fmnist_tui.config import with_overrides
+    from fmnist_tui.presets import load_presets
+
+    found = load_presets(presets_dirs)
+    for problem in found.errors:
+        warn(problem)
+    return with_overrides(found.get(name), overrides)

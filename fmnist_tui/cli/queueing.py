@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fmnist_tui import devices, paths, scheduler
-from fmnist_tui.cli.output import error, print_json
+from fmnist_tui.cli.output import error, preset_config, print_json, warn
 from fmnist_tui.config import ConfigError, RunConfig, make_config, with_overrides
 from fmnist_tui.files import write_atomic
 from fmnist_tui.format import printable
@@ -25,12 +25,7 @@ from fmnist_tui.sweep import MOST_AT_ALL, MOST_WITHOUT_ASKING, expand, parse_gri
 
 
 def base_config(args, overrides: dict[str, Any]) -> RunConfig:
-    from fmnist_tui.presets import load_presets
-
-    found = load_presets(args.presets_dir)
-    for problem in found.errors:
-        print(f"warning: {printable(problem)}", file=sys.stderr)
-    config = with_overrides(found.get(args.preset or "tutorial"), overrides)
+    config = preset_config(args.presets_dir, args.preset or "tutorial", overrides)
     if args.data_dir:
         config = with_overrides(config, {"data_dir": str(args.data_dir)}, "--data-dir")
     devices.check_runnable(config)
@@ -140,7 +135,7 @@ def cmd_sweep(args, overrides: dict[str, Any]) -> int:
 def listing(queue: Queue, as_json: bool) -> int:
     loaded = queue.load()
     for problem in loaded.problems:
-        print(f"warning: {printable(problem)} (set aside in rejected.jsonl at the next change)", file=sys.stderr)
+        warn(f"{problem} (set aside in rejected.jsonl at the next change)")
     if as_json:
         print_json([entry_record(e) for e in loaded.entries])
         return 0

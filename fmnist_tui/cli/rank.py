@@ -82,7 +82,7 @@ def follow_launcher(args, config, overrides: dict) -> int:
     The runs folder must be the one the first process writes (shared storage across nodes)."""
     from fmnist_tui import paths
     from fmnist_tui.config import make_config, with_overrides
-    from fmnist_tui.engine.segment import check_device
+    from fmnist_tui.engine.segment import check_device, with_data_dir
     from fmnist_tui.runs import RunStore, read_config
 
     resume_from = None
@@ -91,9 +91,7 @@ def follow_launcher(args, config, overrides: dict) -> int:
         values, _ = read_config(info.path)
         config = with_overrides(make_config(values, f"{info.path}/config.toml"), overrides)
         resume_from = str(info.last_checkpoint)
-    data = str(paths.data_dir(args.data_dir)) if args.data_dir else (config.data_dir or str(paths.data_dir()))
-    config = check_device(with_overrides(config, {"data_dir": data}, "data folder"))
-    return train(config, resume_from)
+    return train(check_device(with_data_dir(config, args.data_dir)), resume_from)
 
 
 if __name__ == "__main__":

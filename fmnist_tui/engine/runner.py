@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 from fmnist_tui import paths
 from fmnist_tui.config import ConfigError, RunConfig, with_overrides
@@ -32,6 +30,7 @@ from fmnist_tui.engine.events import HANDED_OVER, LogLine, RunEnded, Sink
 from fmnist_tui.engine.logs import route_logs
 from fmnist_tui.engine.segment import Segment, begin, open_new, open_resume
 from fmnist_tui.engine.stop import StopRequest, reason_of
+from fmnist_tui.engine.testing import measure_test
 from fmnist_tui.files import DiskFull
 from fmnist_tui.format import failure_text
 from fmnist_tui.metrics import FILE as METRICS
@@ -280,7 +279,7 @@ def _train(
         default_root_dir=run_dir.path, benchmark=True if on_gpu(config.accelerator) else None,
     )  # fmt: skip
     trainer.fit(module, datamodule=data, ckpt_path=str(seg.resume_from) if seg.resume_from else None, weights_only=True)
-    return _test(trainer, module, data, checkpoints, metrics)
+    return measure_test(trainer, module, data, checkpoints, metrics)
 
 
 def _start_ranks(seg: Segment, config: RunConfig) -> None:
@@ -348,61 +347,3 @@ def tested_best(summary: dict) -> int | None:
     """The step of the best.ckpt an earlier segment's test figures are of, if they name it."""
     step = summary.get("test_step")
     return step if summary.get("test_checkpoint") == "best.ckpt" and isinstance(step, int) else None
-
-
-def _test(trainer, module, data, checkpoints, metrics: MetricsWriter) -> dict:
-    """Test best.ckpt's weights, and the final weights too when they are not the same.
-    Each figure is labelled with the epoch and step the tested file itself records.
-    Under DDP the first process decides which files, and every process tests them."""
-    from fmnist_tui.engine.checkpoint import read_point
-    from fmnist_tui.runs import RunStoreError
-
-    final_epoch, final_step = trainer.current_epoch - 1, trainer.global_step
-    distributed = trainer.world_size > 1
-
-    def test(weights: str, epoch: int, step: int, ckpt_path: str | None = None) -> tuple[float, float]:
-        started = time.perf_counter()
-        if distributed and ckpt_path is None:  # the others' batch-norm statistics are not quite the saved ones
-            ckpt_path = str(checkpoints.last)
-        trainer.test(module, datamodule=data, ckpt_path=ckpt_path, verbose=False, weights_only=True)
-        acc, loss = float(trainer.callback_metrics["test_acc"]), float(trainer.callback_metrics["test_loss"])
-        metrics.row("test", epoch=epoch, step=step, test_loss=loss, test_acc=acc,
-                    seconds=round(time.perf_counter() - started, 3), weights=weights)  # fmt: skip
-        return acc, loss
-
-    held: Any = None
-    if trainer.is_global_zero:
-        try:
-            held = read_point(checkpoints.best) if checkpoints.best_step is not None else None
-        except RunStoreError:
-            held = None
-    if distributed:
-        where = trainer.strategy.broadcast(
-            (held.epoch, held.step, str(checkpoints.best), str(checkpoints.last)) if held else None, src=0
-        )
-        if where is not None:
-            held = SimpleNamespace(epoch=where[0], step=where[1])
-            checkpoints.best, checkpoints.last = Path(where[2]), Path(where[3])  # the first process's files
-        else:
-            checkpoints.last = Path(trainer.strategy.broadcast(str(checkpoints.last), src=0))
-    end: dict = {"status": "finished"}
-    if held is None:  # no epoch was validated (or best.ckpt is gone): only the final weights
-        acc, loss = test("last", final_epoch, final_step)
-        end.update(
-            test_checkpoint="last.ckpt", test_epoch=final_epoch, test_step=final_step, checkpoint=str(checkpoints.last)
-        )
-    else:
-        best_epoch, best_step = held.epoch, held.step
-        if best_step != final_step:  # the weights in memory are last.ckpt's; best.ckpt is loaded next
-            last_acc, last_loss = test("last", final_epoch, final_step)
-            end.update(
-                last_test_acc=last_acc, last_test_loss=last_loss, last_test_epoch=final_epoch, last_test_step=final_step
-            )
-            acc, loss = test("best", best_epoch, best_step, str(checkpoints.best))
-        else:
-            acc, loss = test("best", best_epoch, best_step)
-        end.update(
-            test_checkpoint="best.ckpt", test_epoch=best_epoch, test_step=best_step, checkpoint=str(checkpoints.best)
-        )
-    end.update(test_acc=acc, test_loss=loss)
-    return end

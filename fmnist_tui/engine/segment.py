@@ -21,6 +21,7 @@ from typing import Any
 
 from fmnist_tui import paths
 from fmnist_tui.config import RESUMABLE, ConfigError, RunConfig, check_resume_overrides, make_config, with_overrides
+from fmnist_tui.devices import check_devices, per_node
 from fmnist_tui.engine.events import HANDED_OVER
 from fmnist_tui.files import DiskFull, free_name
 from fmnist_tui.format import printable
@@ -60,28 +61,22 @@ def check_device(config: RunConfig) -> RunConfig:
     folder is made or changed. devices = -1 becomes the number there is."""
     import torch
 
-    from fmnist_tui.devices import check_devices
-
     gpus = torch.cuda.device_count()
     check_devices(config, gpus)
     if config.devices == -1:
-        on_gpu = config.accelerator != "cpu" and gpus > 0
-        config = with_overrides(config, {"devices": gpus if on_gpu else os.cpu_count() or 1}, "devices = -1")
-    if config.accelerator != "gpu" and config.precision != "16-mixed":
-        return config
-
-    if not torch.cuda.is_available():
-        what = "accelerator = gpu" if config.accelerator == "gpu" else "precision = 16-mixed"
-        raise ConfigError(f"{what} needs a GPU, and none is visible here (torch.cuda.is_available() is false): "
-                          "use accelerator = auto or cpu, precision = 32 or bf16-mixed")  # fmt: skip
+        config = with_overrides(config, {"devices": per_node(config, gpus)}, "devices = -1")
     return config
+
+
+def with_data_dir(config: RunConfig, data_dir: str | os.PathLike | None) -> RunConfig:
+    """--data-dir beats the config's data_dir, which beats $FMNIST_TUI_DATA_DIR and the default."""
+    data = str(paths.data_dir(data_dir)) if data_dir else (config.data_dir or str(paths.data_dir()))
+    return with_overrides(config, {"data_dir": data}, "data folder")
 
 
 def open_new(store: RunStore, config: RunConfig, data_dir: str | os.PathLike | None, tag: str = "",
              record: dict | None = None) -> Segment:  # fmt: skip
-    # --data-dir beats the config's data_dir, which beats $FMNIST_TUI_DATA_DIR and the default.
-    data = str(paths.data_dir(data_dir)) if data_dir else (config.data_dir or str(paths.data_dir()))
-    config = check_device(with_overrides(config, {"data_dir": data}, "data folder"))
+    config = check_device(with_data_dir(config, data_dir))
     return Segment(store.create(config, tag, record), config)
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal, get_args, get_origin
 
-from fmnist_tui.config import RunConfig, allowed, annotation, field_help, parse_value
+from fmnist_tui.config import RunConfig, allowed, annotation, field_help
+from fmnist_tui.overrides import parse_value
 
 # Sections in display order; unknown keys are skipped, unlisted fields go to "Other".
 SECTIONS: dict[str, tuple[str, ...]] = {
