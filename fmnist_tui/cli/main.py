@@ -61,6 +61,10 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
               ("set", "preset", "data-dir", "runs-dir", "presets-dir", "json")),
     "sweep": ("queue the cross product of --grid KEY=V1,V2,... (each combination a run)",
               ("set", "preset", "data-dir", "runs-dir", "presets-dir", "json")),
+    "eval": ("evaluate a run's checkpoint on the test images: confusion matrix, per-class scores, mistakes "
+             "(writes evaluation.json in the run folder)", ("data-dir", "runs-dir", "json")),
+    "export": ("write a run's model as ONNX or TorchScript in its folder, checked against the checkpoint",
+               ("data-dir", "runs-dir", "json")),
     "runs": ("list runs with their status and best metrics", ("runs-dir", "json")),
     "presets": ("list presets and their descriptions", ("presets-dir", "json")),
     "keys": ("list every config key with its help text", ("json",)),
@@ -122,6 +126,22 @@ def build_parser() -> argparse.ArgumentParser:
                            help="runs at once from now on (default: one per GPU, or 1 on a CPU machine)")  # fmt: skip
         elif command == "wait":
             p.add_argument("run", metavar="RUN", help="a run's folder, name or unique prefix")
+        elif command in ("eval", "export"):
+            p.add_argument("run", metavar="RUN", help="a run's folder, name or unique prefix")
+            p.add_argument(
+                "--checkpoint",
+                choices=("best", "last"),
+                default="best",
+                help="which weights: best.ckpt (the best validation epoch, the default) or last.ckpt",
+            )
+            if command == "export":
+                p.add_argument(
+                    "--format",
+                    dest="format",
+                    choices=("onnx", "torchscript"),
+                    required=True,
+                    help="onnx (needs: pip install 'fmnist-tui[export]') or torchscript",
+                )
     return parser
 
 
@@ -180,6 +200,14 @@ def _command(args: argparse.Namespace) -> int:
         from fmnist_tui.cli import inflight
 
         return getattr(inflight, f"cmd_{args.command}")(args)
+    if args.command == "eval":
+        from fmnist_tui.cli.evaluate import cmd_eval
+
+        return cmd_eval(args)
+    if args.command == "export":
+        from fmnist_tui.cli.export import cmd_export
+
+        return cmd_export(args)
     if args.command == "attach":
         from fmnist_tui.cli.inflight import find_run
         from fmnist_tui.tui.app import run_app

@@ -164,6 +164,12 @@ class DeviceBatches:
             yield self.prepare(x), y.long()
 
 
+def eval_index(batch_idx: int, n: int, batch_size: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """The test-set positions of an evaluation batch (see FashionData._eval: process `rank` takes
+    every world-th image, in order, batch_size at a time)."""
+    return rank + world * (batch_idx * batch_size + torch.arange(n))
+
+
 class StepGroups:
     """Hands Lightning K training batches at a time; the module takes K optimiser steps per call.
 

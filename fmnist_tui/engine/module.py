@@ -8,11 +8,12 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from fmnist_tui.config import RunConfig, make_config
 from fmnist_tui.engine import models, schedule
-from fmnist_tui.engine.data import position_seed, seed_device
+from fmnist_tui.engine.data import eval_index, position_seed, seed_device
+from fmnist_tui.engine.evaluation import Predictions, TestResult
 
 
 def uses_channels_last(config: RunConfig, device: torch.device) -> bool:
@@ -30,7 +31,10 @@ class Classifier(pl.LightningModule):
         self.automatic_optimization = False
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_acc = MulticlassAccuracy(num_classes=10, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes=10, average="micro")
+        # The test keeps every prediction: its accuracy, confusion matrix and mistakes are one pass (TestResult).
+        self.test_confusion = MulticlassConfusionMatrix(num_classes=10)
+        self.test_predictions = Predictions()
+        self.test_result: TestResult | None = None
         self.step_losses: list[torch.Tensor] = []  # device scalars of the steps since the Reporter's last tick
         # Dropout draws from the global RNG: seeding it from the step number makes step k the same
         # whether the run went straight through or was stopped and resumed anywhere before it.
@@ -106,12 +110,28 @@ class Classifier(pl.LightningModule):
         self.log("val_loss", self.val_loss)
         self.log("val_acc", self.val_acc)
 
+    def on_test_epoch_start(self):
+        self.test_confusion.reset()
+        self.test_predictions.reset()
+        self.test_result = None
+
     def test_step(self, batch, batch_idx):
-        self._evaluate(batch, self.test_loss, self.test_acc)
+        x, y = batch
+        logits = self.predict_logits(x)
+        self.test_loss.update(F.cross_entropy(logits, y), weight=y.shape[0])
+        self.test_confusion.update(logits, y)
+        trainer = self.trainer
+        index = eval_index(batch_idx, len(y), self.config.eval_batch_size, trainer.global_rank, trainer.world_size)
+        self.test_predictions.update(index.to(y.device), y, logits.softmax(1))
 
     def on_test_epoch_end(self):
-        self.log("test_loss", self.test_loss)
-        self.log("test_acc", self.test_acc)
+        confusion = self.test_confusion.compute().cpu()  # every process's images (torchmetrics syncs)
+        index, target, probs = (t.cpu() for t in self.test_predictions.compute())
+        loss = float(self.test_loss.compute())
+        self.test_result = TestResult(confusion, loss, index, target, probs)
+        self.log("test_loss", loss, sync_dist=False)  # already the whole test set's, on every process
+        self.log("test_acc", self.test_result.accuracy, sync_dist=False)
+        self.test_loss.reset()
 
     def configure_optimizers(self):
         c = self.config

@@ -46,6 +46,7 @@ class Reporter(pl.Callback):
         # The record so far, for summary.json after each epoch: its finished epochs' time and best accuracy.
         self.epochs_seconds = carried.epochs_seconds if carried else 0.0
         self.best_val_acc = carried.best_val_acc if carried else None
+        self.stop_checks = True  # off while a stopped run's weights are evaluated (engine/testing.py)
 
     def state_dict(self) -> dict:
         return {"epochs_recorded": self.epochs_recorded}
@@ -60,7 +61,7 @@ class Reporter(pl.Callback):
             self._check_stop()
 
     def on_test_batch_end(self, trainer, *args, **kwargs):
-        if trainer.world_size == 1:
+        if trainer.world_size == 1 and self.stop_checks:
             self._check_stop()
 
     def on_exception(self, trainer, pl_module, exception):

@@ -30,7 +30,7 @@ from fmnist_tui.engine.events import HANDED_OVER, LogLine, RunEnded, Sink
 from fmnist_tui.engine.logs import route_logs
 from fmnist_tui.engine.segment import Segment, begin, open_new, open_resume
 from fmnist_tui.engine.stop import StopRequest, reason_of
-from fmnist_tui.engine.testing import measure_test
+from fmnist_tui.engine.testing import evaluate_stopped, measure_test
 from fmnist_tui.files import DiskFull
 from fmnist_tui.format import failure_text
 from fmnist_tui.metrics import FILE as METRICS
@@ -244,7 +244,7 @@ def _train(
     from fmnist_tui.engine.checkpoint import AtomicCheckpointIO, RunCheckpoints
     from fmnist_tui.engine.data import FashionData
     from fmnist_tui.engine.module import Classifier
-    from fmnist_tui.engine.reporter import Reporter, SummarySoFar
+    from fmnist_tui.engine.reporter import Reporter, StopRun, SummarySoFar
     from fmnist_tui.engine.steering import Steering
 
     config, run_dir = seg.config, seg.run_dir
@@ -278,8 +278,22 @@ def _train(
         callbacks=[reporter, checkpoints, so_far, steering, *callbacks],
         default_root_dir=run_dir.path, benchmark=True if on_gpu(config.accelerator) else None,
     )  # fmt: skip
-    trainer.fit(module, datamodule=data, ckpt_path=str(seg.resume_from) if seg.resume_from else None, weights_only=True)
-    return measure_test(trainer, module, data, checkpoints, metrics)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(seg.resume_from) if seg.resume_from else None,
+                    weights_only=True)  # fmt: skip
+    except StopRun:
+        if reason_of(stop_event) == "stopped":  # by its user: evaluate what it has (a signal: end at once)
+            _evaluate_stopped(trainer, module, data, checkpoints, reporter, None if seg.scratch else run_dir.path)
+        raise
+    return measure_test(trainer, module, data, checkpoints, metrics, None if seg.scratch else run_dir.path)
+
+
+def _evaluate_stopped(trainer, module, data, checkpoints, reporter, run: Path | None) -> None:
+    try:
+        log.info("evaluating the stopped run's weights on the test images")
+        evaluate_stopped(trainer, module, data, checkpoints, reporter, run)
+    except Exception as err:  # noqa: BLE001 - the run ends as stopped whatever happens here
+        log.warning(f"the stopped run was not evaluated ({failure_text(err)}): fmnist-tui eval can do it later")
 
 
 def _start_ranks(seg: Segment, config: RunConfig) -> None:

@@ -1,4 +1,5 @@
-"""The test at a run's end: best.ckpt's weights, and the final weights too when they differ."""
+"""The test at a run's end: best.ckpt's weights, and the final weights too when they differ.
+The test of the weights the run is known by also writes evaluation.json (engine/evaluation.py)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,30 @@ from pathlib import Path
 from fmnist_tui.metrics import MetricsWriter
 
 
-def measure_test(trainer, module, data, checkpoints, metrics: MetricsWriter) -> dict:
+def measure_test(trainer, module, data, checkpoints, metrics: MetricsWriter, run: Path | None = None) -> dict:
     """Test best.ckpt's weights, and the final weights too when they are not the same.
     Each figure is labelled with the epoch and step the tested file itself records.
-    Under DDP the first process decides which files, and every process tests them."""
+    Under DDP the first process decides which files, and every process tests them.
+    The first process writes evaluation.json into `run` from the test of the figure reported."""
+    from fmnist_tui.engine import evaluation
     from fmnist_tui.engine.checkpoint import read_point
     from fmnist_tui.runs import RunStoreError
 
     final_epoch, final_step = trainer.current_epoch - 1, trainer.global_step
     distributed = trainer.world_size > 1
 
-    def test(weights: str, epoch: int, step: int, ckpt_path: str | None = None) -> tuple[float, float]:
+    def test(
+        weights: str, epoch: int, step: int, ckpt_path: str | None = None, evaluate: bool = True
+    ) -> tuple[float, float]:
         started = time.perf_counter()
         if distributed and ckpt_path is None:  # the others' batch-norm statistics are not quite the saved ones
             ckpt_path = str(checkpoints.last)
         trainer.test(module, datamodule=data, ckpt_path=ckpt_path, verbose=False, weights_only=True)
-        acc, loss = float(trainer.callback_metrics["test_acc"]), float(trainer.callback_metrics["test_loss"])
-        metrics.row("test", epoch=epoch, step=step, test_loss=loss, test_acc=acc,
-                    seconds=round(time.perf_counter() - started, 3), weights=weights)  # fmt: skip
+        acc, loss = module.test_result.accuracy, module.test_result.loss  # what evaluation.json says too
+        seconds = round(time.perf_counter() - started, 3)
+        metrics.row("test", epoch=epoch, step=step, test_loss=loss, test_acc=acc, seconds=seconds, weights=weights)
+        if evaluate and run is not None and trainer.is_global_zero:
+            evaluation.write_at_end(run, module, data, f"{weights}.ckpt", epoch, step, seconds)
         return acc, loss
 
     best = None  # (epoch, step) of best.ckpt, as the file itself records them
@@ -49,7 +56,7 @@ def measure_test(trainer, module, data, checkpoints, metrics: MetricsWriter) -> 
     else:
         best_epoch, best_step = best
         if best_step != final_step:  # the weights in memory are last.ckpt's; best.ckpt is loaded next
-            last_acc, last_loss = test("last", final_epoch, final_step)
+            last_acc, last_loss = test("last", final_epoch, final_step, evaluate=False)
             end.update(
                 last_test_acc=last_acc, last_test_loss=last_loss, last_test_epoch=final_epoch, last_test_step=final_step
             )
@@ -61,3 +68,28 @@ def measure_test(trainer, module, data, checkpoints, metrics: MetricsWriter) -> 
         )
     end.update(test_acc=acc, test_loss=loss)
     return end
+
+
+def evaluate_stopped(trainer, module, data, checkpoints, reporter, run: Path | None) -> None:
+    """A run its user stopped is evaluated too: best.ckpt, or last.ckpt (saved at the stop) when no
+    epoch was validated. Its summary gets no test figure (it did not finish); evaluation.json says
+    how those weights do. Every DDP process stopped at the same step, so all of them test here."""
+    from fmnist_tui.engine import evaluation
+    from fmnist_tui.engine.checkpoint import read_point
+    from fmnist_tui.runs import RunStoreError
+
+    path = checkpoints.best if checkpoints.best_step is not None and checkpoints.best.is_file() else checkpoints.last
+    if trainer.world_size > 1:
+        path = Path(trainer.strategy.broadcast(str(path), src=0))
+    if not path.is_file():
+        return
+    try:
+        point = read_point(path) if trainer.is_global_zero else None
+    except RunStoreError:
+        return
+    reporter.stop_checks = False  # the stop was asked for already: the test must not stop itself
+    started = time.perf_counter()
+    trainer.test(module, datamodule=data, ckpt_path=str(path), verbose=False, weights_only=True)
+    if run is not None and point is not None:
+        seconds = round(time.perf_counter() - started, 3)
+        evaluation.write_at_end(run, module, data, path.name, point.epoch, point.step, seconds)

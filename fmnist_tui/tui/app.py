@@ -29,6 +29,7 @@ from fmnist_tui.format import pct, printable
 from fmnist_tui.host import RunHost
 from fmnist_tui.presets import load_presets
 from fmnist_tui.settings import load_settings
+from fmnist_tui.tui import pictures
 from fmnist_tui.tui.alerts import alert_text, send_alert
 from fmnist_tui.tui.outside import OutsideRuns
 from fmnist_tui.tui.relay import EngineMessage, Relay
@@ -341,6 +342,7 @@ def run_app(
         if errors:
             raise ConfigError(f"--set: {describe(errors)}")
     tolerate_non_utf8_input()
+    pictures.detect()  # the terminal answers questions only before Textual reads it
     try:
         app.run()
     finally:

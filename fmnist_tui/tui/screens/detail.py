@@ -15,6 +15,7 @@ from fmnist_tui.tui.epochs import EpochRow
 from fmnist_tui.tui.widgets.charts import MetricsChart
 from fmnist_tui.tui.widgets.epoch_table import EpochTable
 from fmnist_tui.tui.widgets.footer import AppFooter
+from fmnist_tui.tui.widgets.insight import InsightView
 
 
 def weights_label(info: RunInfo, prefix: str = "") -> str:
@@ -60,9 +61,15 @@ class RunDetailScreen(Screen):
                 yield MetricsChart(id="detail-chart")
             with TabPane("Epochs", id="tab-detail-epochs"):
                 yield EpochTable(id="detail-epochs")
+            with TabPane("Insight", id="tab-insight"):
+                yield InsightView(id="detail-insight")
             with TabPane("Config", id="tab-config"):
                 yield DataTable(id="detail-config", cursor_type="row", zebra_stripes=True)
         yield AppFooter()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "tab-insight":  # read when first looked at, again if it changed meanwhile
+            self.query_one(InsightView).show_run(self.info.path)
 
     def on_mount(self) -> None:
         steps, epochs = read_metrics(self.info.path)

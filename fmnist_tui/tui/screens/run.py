@@ -8,6 +8,7 @@ fast run cannot flood the screen or a slow SSH link.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -24,6 +25,7 @@ from fmnist_tui.tui.state import RunState
 from fmnist_tui.tui.widgets.charts import MetricsChart
 from fmnist_tui.tui.widgets.epoch_table import EpochTable
 from fmnist_tui.tui.widgets.footer import AppFooter
+from fmnist_tui.tui.widgets.insight import InsightView
 from fmnist_tui.tui.widgets.progress import RunProgress
 
 REFRESH_S = 1 / 4  # progress text: 4 times a second is smooth enough, and cheap on a slow link
@@ -87,6 +89,7 @@ class RunScreen(AppScreen):
         self._chart_drawn_at = 0.0
         self._keys: tuple | None = None  # what the footer's keys depend on, as last shown
         self._shown: dict[str, object] = {}  # selector -> text last given to that Static
+        self._insight_of: str | None = None  # the run folder the Insight tab shows
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -99,6 +102,9 @@ class RunScreen(AppScreen):
                 yield MetricsChart(id="chart")
             with TabPane("Epochs", id="tab-epochs"):
                 yield EpochTable(id="epochs")
+            with TabPane("Insight", id="tab-insight"):
+                yield InsightView("What the model gets wrong shows here when the run has ended: "
+                                  "its best checkpoint on the test images.", id="insight")  # fmt: skip
             with TabPane("Log", id="tab-log"):
                 # 1,000 lines: each is ~20 objects (Textual strips and their caches) that every full
                 # garbage collection walks; 5,000 made those pauses 150 ms under a flood of log lines.
@@ -160,6 +166,9 @@ class RunScreen(AppScreen):
             self.query_one(EpochTable).clear()
             self.query_one(RichLog).clear()
             self._chart_dirty = True
+            if self._insight_of is not None:
+                self._insight_of = None
+                self.query_one(InsightView).clear()
         if state.version != self._version:
             self._version = state.version
             self._show(state)
@@ -191,6 +200,10 @@ class RunScreen(AppScreen):
         for line in state.new_logs(self._logs_seen):
             log.write(log_text(line))
         self._logs_seen = state.logs_total
+        ended = state.ended
+        if ended is not None and ended.run_dir and ended.run_dir != self._insight_of:  # once, when it ends
+            self._insight_of = ended.run_dir
+            self.query_one(InsightView).show_run(Path(ended.run_dir))
         box = self.query_one("#result-box")
         self._update_if_changed("#result", result_text(state.ended) if state.ended else "")
         box.set_class(state.ended is not None, "-shown")

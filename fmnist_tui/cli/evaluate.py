@@ -1,0 +1,57 @@
+"""`fmnist-tui eval RUN`: the confusion matrix, per-class scores and mistakes of a run's checkpoint."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from fmnist_tui.cli.inflight import find_run
+from fmnist_tui.cli.output import error, print_json, warn
+from fmnist_tui.evaluation import FILE, confusion_text
+from fmnist_tui.format import epoch_number, pct, printable
+from fmnist_tui.runs import RunDir, RunLocked
+
+
+def cmd_eval(args) -> int:
+    import pytorch_lightning  # noqa: F401 - its import attaches stderr handlers that route_logs replaces
+
+    from fmnist_tui.engine.evaluation import evaluate_run
+    from fmnist_tui.engine.events import LogLine
+    from fmnist_tui.engine.idx import DataError
+    from fmnist_tui.engine.logs import route_logs
+
+    info = find_run(args.runs_dir, args.run)
+    run_dir = RunDir(info.path)
+    try:
+        run_dir.lock()  # evaluation.json is part of the run's record: one writer at a time
+    except RunLocked:
+        return error(f"run {info.name} is running: it evaluates itself when it ends (or stop it first)")
+
+    def sink(event) -> None:
+        if isinstance(event, LogLine) and event.level in ("WARNING", "ERROR"):
+            warn(event.text)
+
+    started = time.perf_counter()
+    try:
+        with route_logs(sink):
+            evaluation, note = evaluate_run(info.path, args.checkpoint, args.data_dir)
+    except DataError as err:
+        return error(str(err))
+    except OSError as err:
+        return error(f"{FILE} not written in {printable(info.path)}: {err.strerror or err}")
+    finally:
+        run_dir.unlock()
+    if note:
+        warn(note)
+    if args.json:
+        print_json(evaluation.model_dump())
+        return 0
+    epoch = epoch_number(evaluation.epoch)
+    print(f"{info.name}: {evaluation.checkpoint}" + (f" (epoch {epoch}, step {evaluation.step})" if epoch else ""))
+    print(f"test accuracy {pct(evaluation.accuracy)}  loss {evaluation.loss:.4f}  "
+          f"on {evaluation.images} images, {len(evaluation.misclassified)} misclassified  "
+          f"({evaluation.seconds:.2f} s to evaluate, {time.perf_counter() - started:.2f} s in all)")  # fmt: skip
+    print()
+    print(confusion_text(evaluation))
+    print(f"\nwritten: {printable(info.path / FILE)}", file=sys.stderr)
+    return 0

@@ -1,0 +1,89 @@
+"""One misclassified test image, large, with the model's three most likely classes."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from fmnist_tui.evaluation import CLASSES, Evaluation, Images
+from fmnist_tui.tui.pictures import Picture
+
+BAR = 16
+ABOUT = 36  # columns for the text beside the picture
+
+
+def top3_text(evaluation: Evaluation, position: int, where: str) -> Text:
+    mistake = evaluation.misclassified[position]
+    text = Text()
+    text.append(CLASSES[mistake.true], style="bold green")
+    text.append(" taken for ")
+    text.append(CLASSES[mistake.predicted], style="bold red")
+    text.append(f"\ntest image {mistake.index} · {where}\n\nthe model's top 3:\n", style="dim")
+    for k, p in mistake.top3:
+        filled = round(p * BAR)
+        style = "green" if k == mistake.true else "red" if k == mistake.predicted else ""
+        text.append(f"\n{CLASSES[k]:<12}", style=style)
+        text.append("█" * filled + "░" * (BAR - filled), style=style)
+        text.append(f" {p:6.1%}")
+    if all(k != mistake.true for k, _ in mistake.top3):
+        text.append(f"\n\n{CLASSES[mistake.true]} is not among them", style="dim")
+    text.append("\n\n← → the others · esc back", style="dim")
+    return text
+
+
+class PictureScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    PictureScreen { align: center middle; }
+    PictureScreen > Horizontal { width: auto; height: auto; max-width: 100%; max-height: 100%;
+                                 background: $panel; border: round $accent; padding: 0 1; }
+    PictureScreen #big { margin-right: 2; }
+    PictureScreen #about { width: 36; height: auto; }  /* ABOUT */
+    """
+    BINDINGS = [
+        Binding("escape,enter,q", "app.pop_screen", "Back"),
+        Binding("left", "step(-1)", "Previous"),
+        Binding("right", "step(1)", "Next"),
+    ]
+
+    def __init__(self, evaluation: Evaluation, images: Images, positions: list[int], at: int) -> None:
+        super().__init__()
+        self.evaluation, self.images, self.positions, self.at = evaluation, images, positions, at
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield Picture(id="big")
+            with Vertical(id="about"):
+                yield Static("", id="about-text")
+
+    def on_mount(self) -> None:
+        self._fit(self.app.size.width, self.app.size.height)
+        self._show()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size.width, event.size.height)
+
+    def _fit(self, width: int, height: int) -> None:
+        """As large as fits beside the text: an even number of rows, twice as many columns."""
+        rows = max(7, min(28, height - 4, (width - 46) // 2))
+        picture = self.query_one("#big", Picture)
+        picture.styles.width, picture.styles.height = 2 * rows, rows
+        self.query_one(Horizontal).styles.width = 2 * rows + 2 + ABOUT + 4  # margin, border and padding
+
+    def _show(self) -> None:
+        position = self.positions[self.at]
+        try:
+            pixels: bytes | None = self.images.pixels(position)
+        except OSError:
+            pixels = None
+        self.query_one("#big", Picture).show(pixels)
+        where = f"{self.at + 1} of {len(self.positions)}"
+        self.query_one("#about-text", Static).update(top3_text(self.evaluation, position, where))
+
+    def action_step(self, step: int) -> None:
+        self.at = (self.at + step) % len(self.positions)
+        self._show()

@@ -1,0 +1,151 @@
+"""The Insight tab: the confusion matrix, recall by class, and the misclassified images.
+
+It reads the run's evaluation.json (and its images) in a thread once, when shown, and
+draws from that: nothing here runs on a progress tick. What cannot be read is one line in
+the tab; the run's other tabs go on working.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Static
+
+from fmnist_tui.evaluation import CLASSES, Evaluation, EvaluationError, Images, read
+from fmnist_tui.format import epoch_number, pct, printable
+from fmnist_tui.tui.screens.picture import PictureScreen
+from fmnist_tui.tui.widgets.confusion import ConfusionGrid, RecallBars
+from fmnist_tui.tui.widgets.gallery import Gallery
+
+
+class Loaded(Message):
+    def __init__(self, path: Path, evaluation: Evaluation | None, images: Images | None, problem: str) -> None:
+        super().__init__()
+        self.path, self.evaluation, self.images, self.problem = path, evaluation, images, problem
+
+
+def load(path: Path) -> Loaded:
+    try:
+        evaluation = read(path)
+        return Loaded(path, evaluation, Images(path, len(evaluation.misclassified)), "")
+    except EvaluationError as err:
+        return Loaded(path, None, None, str(err))
+
+
+class InsightView(Widget):
+    BINDINGS = [Binding("escape", "show_all", "All mistakes")]
+    DEFAULT_CSS = """
+    InsightView { height: 1fr; }
+    InsightView #insight-body { height: 1fr; }
+    InsightView #insight-left { width: 50; height: 1fr; overflow-y: auto; }
+    InsightView #insight-head, InsightView #insight-where { height: auto; padding: 0 1 0 0; }
+    InsightView #insight-message { height: auto; padding: 1 1; }
+    InsightView RecallBars { margin-top: 1; width: 47; }
+    """
+
+    def __init__(self, placeholder: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.placeholder = placeholder
+        self.path: Path | None = None
+        self.evaluation: Evaluation | None = None
+        self.images: Images | None = None
+        self.filter: tuple[int, int] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.placeholder, id="insight-message", markup=False)
+        with Horizontal(id="insight-body"):
+            with Vertical(id="insight-left"):
+                yield Static("", id="insight-head", markup=False)
+                yield ConfusionGrid()
+                yield Static("", id="insight-where", markup=False)
+                yield RecallBars()
+            yield Gallery()
+
+    def on_mount(self) -> None:
+        self.query_one("#insight-body").display = False
+
+    def clear(self) -> None:
+        """Back to the placeholder (a new run in the live view)."""
+        self.path, self.evaluation, self.images, self.filter = None, None, None, None
+        note = self.query_one("#insight-message", Static)
+        note.update(self.placeholder)
+        note.display = True
+        self.query_one("#insight-body").display = False
+
+    def show_run(self, path: Path) -> None:
+        """Read `path`'s evaluation (again, if it changed on disk) in a thread; draw it when read."""
+        self.path = path
+        self._read(path)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="insight")
+    def _read(self, path: Path) -> None:
+        self.post_message(load(path))
+
+    def on_loaded(self, message: Loaded) -> None:
+        if message.path != self.path:
+            return  # another run was asked for meanwhile
+        self.evaluation, self.images = message.evaluation, message.images
+        body, note = self.query_one("#insight-body"), self.query_one("#insight-message", Static)
+        note.update(printable(message.problem))
+        note.display = bool(message.problem)
+        body.display = message.evaluation is not None
+        if message.evaluation is None:
+            return
+        e = message.evaluation
+        epoch = epoch_number(e.epoch)
+        self.query_one("#insight-head", Static).update(
+            f"{e.checkpoint}{f' (epoch {epoch})' if epoch else ''}: {pct(e.accuracy)} of {e.images:,} right"
+        )
+        self.query_one(ConfusionGrid).show(e)
+        self.query_one(RecallBars).show(e)
+        self._filter(None)
+        if self.region.width:  # shown now (not a hidden tab): the keys go to the matrix
+            self.query_one(ConfusionGrid).focus()
+
+    def _filter(self, cell: tuple[int, int] | None) -> None:
+        assert self.evaluation is not None
+        self.filter = cell
+        positions = self.evaluation.mistakes(*cell) if cell else self.evaluation.mistakes()
+        self.query_one(Gallery).show(self.evaluation, self.images, positions)
+
+    def on_confusion_grid_cell_chosen(self, event: ConfusionGrid.CellChosen) -> None:
+        event.stop()
+        if self.evaluation is None:
+            return
+        if event.true == event.predicted:  # right answers have no pictures kept: show them all again
+            self._filter(None)
+        else:
+            self._filter((event.true, event.predicted))
+            if self.query_one(Gallery).positions:
+                self.query_one(Gallery).focus()
+
+    def on_gallery_moved(self, event: Gallery.Moved) -> None:
+        event.stop()
+        gallery = event.gallery
+        if self.filter is None:
+            what = f"all {len(gallery.positions):,} mistakes, most confident first"
+        else:
+            t, p = self.filter
+            what = f"{CLASSES[t]} taken for {CLASSES[p]}"
+        keys = "enter: enlarge · esc: all" if self.filter else "enter on a cell: its images"
+        self.query_one("#insight-where", Static).update(f"{what}\n{gallery.where()} · {keys}")
+
+    def on_gallery_opened(self, event: Gallery.Opened) -> None:
+        event.stop()
+        if self.evaluation is not None and self.images is not None:
+            self.app.push_screen(PictureScreen(self.evaluation, self.images, event.positions, event.at))
+
+    def action_show_all(self) -> None:
+        self._filter(None)
+        self.query_one(ConfusionGrid).focus()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "show_all":
+            return self.filter is not None  # otherwise escape goes on to the screen (back)
+        return True
