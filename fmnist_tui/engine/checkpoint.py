@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +120,8 @@ def read_point(path: Path) -> Point:
     state), not the `global_step` field beside it, which Lightning does not read."""
     if not path.is_file():
         raise RunStoreError(f"{path} is not a file: nothing to resume from")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip; anything else is damaged (or not torch's)
+        raise RunStoreError(f"{path} is not a usable checkpoint (damaged: not a file torch.save wrote)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

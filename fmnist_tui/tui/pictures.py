@@ -19,6 +19,7 @@ from functools import lru_cache
 
 from PIL import Image as PILImage
 from rich.console import Console
+from rich.segment import Segment
 from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
@@ -65,7 +66,8 @@ def halfcell_strips(pixels: bytes, width: int, height: int) -> tuple[Strip, ...]
     console = Console(width=width, height=height, color_system="truecolor", force_terminal=True, legacy_windows=False)
     options = console.options.update_dimensions(width, height)
     lines = console.render_lines(HalfcellImage(image_of(pixels), width=width, height=height), options, pad=False)
-    return tuple(Strip(line, width) for line in lines[:height])
+    # Runs of one colour (the black around a garment) as one segment: far less for Textual to cut and compose.
+    return tuple(Strip(Segment.simplify(line), width) for line in lines[:height])
 
 
 class Picture(Widget):

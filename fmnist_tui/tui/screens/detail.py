@@ -48,15 +48,15 @@ class RunDetailScreen(Screen):
     TITLE = "fmnist-tui"
     BINDINGS = [Binding("escape,backspace", "app.pop_screen", "Back"), Binding("q", "app.quit", "Quit")]
 
-    def __init__(self, info: RunInfo) -> None:
+    def __init__(self, info: RunInfo, tab: str = "tab-curves") -> None:
         super().__init__()
-        self.info = info
+        self.info, self.tab = info, tab
         self.sub_title = info.name
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(summary_text(self.info), id="detail-summary")
-        with TabbedContent(id="detail-tabs"):
+        with TabbedContent(id="detail-tabs", initial=self.tab):
             with TabPane("Curves", id="tab-curves"):
                 yield MetricsChart(id="detail-chart")
             with TabPane("Epochs", id="tab-detail-epochs"):
@@ -67,15 +67,12 @@ class RunDetailScreen(Screen):
                 yield DataTable(id="detail-config", cursor_type="row", zebra_stripes=True)
         yield AppFooter()
 
-    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        if event.pane.id == "tab-insight":  # read when first looked at, again if it changed meanwhile
-            self.query_one(InsightView).show_run(self.info.path)
-
     def on_mount(self) -> None:
         steps, epochs = read_metrics(self.info.path)
         rows = [EpochRow.of(e) for e in epochs]
         self.query_one(MetricsChart).draw(steps, rows)
         self.query_one(EpochTable).set_epochs(rows)
+        self.query_one(InsightView).show_run(self.info.path)  # in a thread, drawn while the tab is hidden
         config = self.query_one("#detail-config", DataTable)
         config.add_columns("Key", "Value")
         for key, value in self.info.config.items():

@@ -83,9 +83,18 @@ class Gallery(Widget, can_focus=True):
         self.evaluation, self.images, self.positions, self.selected = evaluation, images, positions, 0
         self._draw()
 
+    def on_mount(self) -> None:
+        # Slots for the size the gallery will likely have (the screen's, less the matrix beside it and
+        # the rows above), made now, while hidden: showing the tab then costs no second layout.
+        width, height = self.app.size
+        self._fit(width - 50, height - 9)
+
     def on_resize(self) -> None:
-        columns = max(1, (self.size.width + 1) // SLOT_W)
-        rows = max(1, self.size.height // SLOT_H)
+        if self.size.width and self.size.height:
+            self._fit(self.size.width, self.size.height)
+
+    def _fit(self, width: int, height: int) -> None:
+        columns, rows = max(1, (width + 1) // SLOT_W), max(1, height // SLOT_H)
         if (columns, rows) != (self.columns, self.rows) or not self.children:
             self.columns, self.rows = columns, rows
             self.styles.grid_size_columns = columns

@@ -1,6 +1,6 @@
 """The queue on this machine: N runs with S slots against the same runs one after another.
 
-    python bench/queue.py --data-dir ../shared/fashion-mnist [--runs 4] [--slots 2] [--epochs 2]
+    python bench/queue_speed.py --data-dir ../shared/fashion-mnist [--runs 4] [--slots 2] [--epochs 2]
 
 Each run is the mlp preset (distinct seeds) for --epochs epochs on the real data.
   sequential    the runs one after another, each `fmnist-tui run` single-threaded (OMP_NUM_THREADS=1),
