@@ -1,19 +1,28 @@
 """evaluation.json: what a run's model gets right and wrong on the test images. No torch, no textual.
 
-    <run>/evaluation.json          accuracy, loss, the confusion matrix, per-class precision,
-                                   recall and F1, the top confusions, every misclassified image
-    <run>/evaluation-images.idx    those images (uint8 28x28, IDX like Fashion-MNIST's own files),
-                                   in the order of the list: the app shows them without the data set
+    <run>/evaluation.json               accuracy, loss, the confusion matrix, per-class precision,
+                                        recall and F1, the top confusions, every misclassified image
+    <run>/evaluation-images-<id>.idx    those images (uint8 28x28, IDX like Fashion-MNIST's own
+                                        files), in the order of the list: the app shows them
+                                        without the data set
+
+The JSON names its images file, and a new evaluation writes its images under a new name
+before the JSON: a kill or a full disk at any moment leaves the old pair or the new one,
+never one file of each. The files of older evaluations are removed after.
 
 The engine computes the confusion matrix (torchmetrics) and the predictions; everything
 derived from them is computed here, once, so the CLI, the app and the tests agree.
-Reading is strict: a file from another version or a damaged one is one EvaluationError line.
+Reading is strict: a file from another version, a damaged one, or numbers that contradict
+each other are one EvaluationError line.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import struct
+import uuid
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -24,7 +33,7 @@ from fmnist_tui.files import write_atomic
 from fmnist_tui.format import printable
 
 FILE = "evaluation.json"
-IMAGES = "evaluation-images.idx"
+IMAGES = re.compile(r"evaluation-images-[0-9a-f]{1,32}\.idx")  # a name in the run folder, never a path
 VERSION = 1
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 SHORT = ("Top", "Trous", "Pull", "Dress", "Coat", "Sandl", "Shirt", "Snkr", "Bag", "Boot")  # 5 characters at most
@@ -85,6 +94,7 @@ class Evaluation(Strict):
     per_class: list[ClassScores] = Field(min_length=len(CLASSES), max_length=len(CLASSES))
     top_confusions: list[Confusion]
     misclassified: list[Mistake]
+    images_file: Annotated[str, Field(pattern=IMAGES.pattern)]
     seconds: float | None = None
     created: str = ""
 
@@ -92,9 +102,20 @@ class Evaluation(Strict):
     def _consistent(self) -> Evaluation:
         if any(len(row) != len(CLASSES) for row in self.confusion):
             raise ValueError("the confusion matrix is not 10x10")
-        wrong = sum(map(sum, self.confusion)) - sum(self.confusion[i][i] for i in range(len(CLASSES)))
-        if wrong != len(self.misclassified):
-            raise ValueError(f"the confusion matrix counts {wrong} mistakes but {len(self.misclassified)} are listed")
+        images = sum(map(sum, self.confusion))
+        hits = sum(self.confusion[i][i] for i in range(len(CLASSES)))
+        if images - hits != len(self.misclassified):
+            raise ValueError(
+                f"the confusion matrix counts {images - hits} mistakes but {len(self.misclassified)} are listed"
+            )
+        if abs(self.accuracy - (hits / images if images else 0.0)) > 1e-9:
+            raise ValueError(f"accuracy {self.accuracy} is not the confusion matrix's {hits}/{images}")
+        cells = Counter((m.true, m.predicted) for m in self.misclassified)
+        for (t, p), n in cells.items():
+            if self.confusion[t][p] != n:
+                raise ValueError(f"{n} mistakes of {t} as {p} are listed but the matrix counts {self.confusion[t][p]}")
+        if self.misclassified and max(m.index for m in self.misclassified) >= images:
+            raise ValueError(f"a mistake's image index is beyond the {images} test images")
         return self
 
     @property
@@ -139,47 +160,65 @@ def top_confusions(confusion: list[list[int]], most: int = TOP_CONFUSIONS) -> li
 
 def build(confusion: list[list[int]], loss: float, mistakes: list[Mistake], checkpoint: str,
           epoch: int | None, step: int | None, dataset: str, seconds: float | None = None) -> Evaluation:  # fmt: skip
+    """A new evaluation; its images file gets a name of its own (see `write`)."""
     images = sum(map(sum, confusion))
     hits = sum(confusion[i][i] for i in range(len(confusion)))
     return Evaluation(
         version=VERSION, checkpoint=checkpoint, epoch=epoch, step=step, dataset=dataset,
         accuracy=hits / images if images else 0.0, loss=loss, confusion=confusion, per_class=scores(confusion),
         top_confusions=top_confusions(confusion), misclassified=mistakes, seconds=seconds,
+        images_file=f"evaluation-images-{uuid.uuid4().hex[:12]}.idx",
         created=datetime.now().isoformat(timespec="seconds"),
     )  # fmt: skip
 
 
 # -- the files -----------------------------------------------------------------------------
 def write(run: Path, evaluation: Evaluation, images: bytes) -> None:
-    """The images first, then the JSON that lists them: a reader never finds a list longer than its images."""
+    """Its images under their own new name, then the JSON naming them, then the older images go."""
     count = len(evaluation.misclassified)
     if len(images) != count * SIDE * SIDE:
         raise ValueError(f"{count} mistakes but {len(images)} bytes of images")
-    write_atomic(run / IMAGES, struct.pack(">IIII", IDX_MAGIC, count, SIDE, SIDE) + images)
-    write_atomic(run / FILE, evaluation.model_dump_json(indent=1) + "\n")
+    write_atomic(run / evaluation.images_file, struct.pack(">IIII", IDX_MAGIC, count, SIDE, SIDE) + images)
+    try:
+        write_atomic(run / FILE, evaluation.model_dump_json(indent=1) + "\n")
+    except BaseException:
+        (run / evaluation.images_file).unlink(missing_ok=True)  # the old pair stays as it was
+        raise
+    for old in run.glob("evaluation-images-*.idx"):
+        if old.name != evaluation.images_file and IMAGES.fullmatch(old.name):
+            try:
+                old.unlink()
+            except OSError:
+                pass
 
 
 def read(run: Path) -> Evaluation:
     """The run's evaluation, or EvaluationError saying why not and what to do."""
     path = run / FILE
     redo = f"fmnist-tui eval {printable(run.name)}"
-    try:
-        raw = path.read_bytes() if path.is_file() else None
-    except OSError as err:
-        raise EvaluationError(f"{FILE} cannot be read ({err.strerror or err})") from None
-    if raw is None:
+    if not path.exists():
         raise EvaluationError(f"no {FILE} yet: runs are evaluated when they finish or stop; for this one: {redo}")
+    try:
+        if not path.is_file():
+            raise OSError(f"{FILE} is not a plain file")
+        raw = path.read_bytes()
+    except OSError as err:
+        raise EvaluationError(
+            f"{FILE} cannot be read ({printable(err.strerror or err)}): move it away, then {redo}"
+        ) from None
     try:
         evaluation = Evaluation.model_validate_json(raw)
     except ValidationError as err:
         version = _version_of(raw)
         if version is not None and version != VERSION:
-            raise EvaluationError(f"{FILE} is from another version of fmnist-tui (format {version}, this one reads "
-                                  f"{VERSION}): make it again with {redo}") from None  # fmt: skip
+            raise EvaluationError(f"{FILE} is from another version of fmnist-tui (format {printable(version)[:20]}, "
+                                  f"this one reads {VERSION}): make it again with {redo}") from None  # fmt: skip
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "the file"
-        raise EvaluationError(f"{FILE} is damaged ({printable(where)}: {printable(first['msg'])[:120]}): "
+        raise EvaluationError(f"{FILE} is damaged ({printable(where)[:60]}: {printable(first['msg'])[:160]}): "
                               f"make it again with {redo}") from None  # fmt: skip
+    except (RecursionError, MemoryError, UnicodeError):
+        raise EvaluationError(f"{FILE} is damaged (not JSON this program wrote): make it again with {redo}") from None
     if evaluation.version != VERSION:
         raise EvaluationError(f"{FILE} is from another version of fmnist-tui (format {evaluation.version}, this one "
                               f"reads {VERSION}): make it again with {redo}")  # fmt: skip
@@ -191,38 +230,52 @@ def _version_of(raw: bytes) -> object:
 
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return value.get("version") if isinstance(value, dict) else None
 
 
 class Images:
-    """The misclassified images, read one at a time (an image is 784 bytes at a known place)."""
+    """The misclassified images of one evaluation, read whole when it is read (a few MB at most):
+    what is shown stays what the evaluation listed, whatever is written to the folder later."""
 
-    def __init__(self, run: Path, count: int):
-        self.path, self.count = run / IMAGES, count
+    def __init__(self, run: Path, evaluation: Evaluation):
+        name, count = evaluation.images_file, len(evaluation.misclassified)
+        redo = f"make it again with fmnist-tui eval {printable(run.name)}"
+        path = run / name
         try:
-            with open(self.path, "rb") as f:
-                if not os.path.isfile(self.path):
+            with open(path, "rb") as f:
+                if not os.path.isfile(path):
                     raise OSError("not a plain file")
-                header = f.read(16)
-                size = os.fstat(f.fileno()).st_size
+                data = f.read(16 + count * SIDE * SIDE + 1)
         except OSError as err:
-            raise EvaluationError(f"{IMAGES} cannot be read ({getattr(err, 'strerror', None) or err})") from None
-        if len(header) < 16 or struct.unpack(">IIII", header) != (IDX_MAGIC, count, SIDE, SIDE):
-            raise EvaluationError(f"{IMAGES} does not hold the {count} images {FILE} lists: "
-                                  f"make both again with fmnist-tui eval {printable(run.name)}")  # fmt: skip
-        if size < 16 + count * SIDE * SIDE:
-            raise EvaluationError(f"{IMAGES} is cut short: make it again with fmnist-tui eval {printable(run.name)}")
+            raise EvaluationError(
+                f"{name} cannot be read ({printable(getattr(err, 'strerror', None) or err)}): {redo}"
+            ) from None
+        if len(data) < 16 or struct.unpack(">IIII", data[:16]) != (IDX_MAGIC, count, SIDE, SIDE):
+            raise EvaluationError(f"{name} does not hold the {count} images {FILE} lists: {redo}")
+        if len(data) != 16 + count * SIDE * SIDE:
+            raise EvaluationError(
+                f"{name} is {'cut short' if len(data) < 16 + count * SIDE * SIDE else 'too long'}: {redo}"
+            )
+        self.data, self.count = data, count
 
     def pixels(self, position: int) -> bytes:
-        """Image `position` of the list: 784 grey levels, row by row (OSError if the file went)."""
-        with open(self.path, "rb") as f:
-            f.seek(16 + position * SIDE * SIDE)
-            data = f.read(SIDE * SIDE)
-        if len(data) != SIDE * SIDE:
-            raise OSError(f"{IMAGES} is cut short")
-        return data
+        """Image `position` of the list: 784 grey levels, row by row."""
+        start = 16 + position * SIDE * SIDE
+        return self.data[start : start + SIDE * SIDE]
+
+
+def read_with_images(run: Path) -> tuple[Evaluation, Images]:
+    """Both files; once more if a new evaluation replaced them between the two reads."""
+    for attempt in range(2):
+        evaluation = read(run)
+        try:
+            return evaluation, Images(run, evaluation)
+        except EvaluationError:
+            if attempt or not (run / FILE).exists() or read(run).images_file == evaluation.images_file:
+                raise
+    raise AssertionError("unreachable")
 
 
 # -- text ------------------------------------------------------------------------------------

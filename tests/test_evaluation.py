@@ -65,10 +65,10 @@ def test_round_trip(tmp_path):
     assert read.accuracy == 0.96 and read.confusion[6][0] == 20 and read.top_confusions[0].count == 20
     again = tmp_path / "again"
     again.mkdir()
-    images = (run_dir / evaluation.IMAGES).read_bytes()[16:]
+    images = (run_dir / read.images_file).read_bytes()[16:]
     evaluation.write(again, read, images)
     assert evaluation.read(again) == read
-    pictures = evaluation.Images(again, 40)
+    pictures = evaluation.Images(again, read)
     assert pictures.pixels(39) == images[39 * 784 :]
     assert read.mistakes(6, 0) == [i for i, m in enumerate(read.misclassified) if (m.true, m.predicted) == (6, 0)]
 
@@ -90,20 +90,77 @@ def test_unreadable_files_are_one_line(tmp_path, content, said):
     assert "\n" not in str(caught.value) and "\x1b" not in str(caught.value)
 
 
-def test_a_list_that_disagrees_with_its_matrix_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    "change, said",
+    [
+        (lambda d: d.update(misclassified=d["misclassified"][:-1]), "39 are listed"),
+        (lambda d: d.update(accuracy=0.5), "is not the confusion matrix's"),
+        (
+            lambda d: d["misclassified"][0].update(predicted=(d["misclassified"][0]["predicted"] + 1) % 10 or 1),
+            "mistakes of",
+        ),
+        (lambda d: d["misclassified"][0].update(index=10**6), "beyond the 1000 test images"),
+        (lambda d: d.update(images_file="../../etc/passwd"), "images_file"),
+        (lambda d: d.update(version="\x1b[2J"), "another version"),
+    ],
+    ids=["count", "accuracy", "cell", "index", "path", "version"],
+)
+def test_numbers_that_contradict_each_other_are_refused(tmp_path, change, said):
     run_dir = write_evaluated_run(tmp_path / "run")
     data = json.loads((run_dir / evaluation.FILE).read_text())
-    data["misclassified"] = data["misclassified"][:-1]
+    change(data)
     (run_dir / evaluation.FILE).write_text(json.dumps(data))
-    with pytest.raises(EvaluationError, match="39 are listed"):
+    with pytest.raises(EvaluationError, match=said) as caught:
         evaluation.read(run_dir)
+    assert "\x1b" not in str(caught.value)
+
+
+def test_damaged_images_are_one_line(tmp_path):
+    run_dir = write_evaluated_run(tmp_path / "run")
+    read = evaluation.read(run_dir)
+    images = run_dir / read.images_file
+    images.write_bytes(images.read_bytes()[:1000])
     with pytest.raises(EvaluationError, match="is cut short"):
-        (run_dir / evaluation.IMAGES).write_bytes((run_dir / evaluation.IMAGES).read_bytes()[:1000])
-        evaluation.Images(run_dir, 40)
-    (run_dir / evaluation.IMAGES).unlink()
-    (run_dir / evaluation.IMAGES).mkdir()
+        evaluation.Images(run_dir, read)
+    images.unlink()
+    images.mkdir()
     with pytest.raises(EvaluationError, match="cannot be read"):
-        evaluation.Images(run_dir, 40)
+        evaluation.Images(run_dir, read)
+    (run_dir / evaluation.FILE).unlink()
+    (run_dir / evaluation.FILE).mkdir()
+    with pytest.raises(EvaluationError, match="not a plain file"):
+        evaluation.read(run_dir)
+    (run_dir / evaluation.FILE).rmdir()
+    (run_dir / evaluation.FILE).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(EvaluationError, match="damaged"):
+        evaluation.read(run_dir)
+
+
+def test_a_new_evaluation_replaces_the_pair_whole_or_not_at_all(tmp_path, full_disk_at):
+    """The images under a new name first, then the JSON: a full disk at either leaves the old pair."""
+    run_dir = write_evaluated_run(tmp_path / "run")
+    old = evaluation.read(run_dir)
+    images = (run_dir / old.images_file).read_bytes()[16:]
+    new = evaluation.build(old.confusion, 0.1, list(old.misclassified), "last.ckpt", 5, 5000, "fashion-mnist")
+    for file in (evaluation.FILE, new.images_file):
+        full_disk_at(file)
+        with pytest.raises(OSError):
+            evaluation.write(run_dir, new, images[::-1])
+        shown, pictures = evaluation.read_with_images(run_dir)
+        assert shown == old and pictures.pixels(0) == images[:784]
+        assert sorted(p.name for p in run_dir.glob("evaluation-images-*")) == [old.images_file]
+
+
+def test_images_read_stay_what_the_evaluation_listed(tmp_path):
+    run_dir = write_evaluated_run(tmp_path / "run")
+    shown, pictures = evaluation.read_with_images(run_dir)
+    first = pictures.pixels(0)
+    evaluation.write(run_dir, evaluation.build(shown.confusion, 0.1, list(shown.misclassified), "last.ckpt", 1, 1,
+                                               "fashion-mnist"), bytes(len(shown.misclassified) * 784))  # fmt: skip
+    assert pictures.pixels(0) == first  # the new evaluation does not change pictures already read
+    again, new_pictures = evaluation.read_with_images(run_dir)
+    assert again.checkpoint == "last.ckpt" and new_pictures.pixels(0) == bytes(784)
+    assert [p.name for p in run_dir.glob("evaluation-images-*")] == [again.images_file]
 
 
 # -- a real run --------------------------------------------------------------------------------
@@ -126,17 +183,17 @@ def test_a_finished_run_is_evaluated_by_its_own_test(tiny_config, tmp_path, caps
     from fmnist_tui.engine.data import make_synthetic
 
     test_x = make_synthetic(tiny_config.synthetic_size, tiny_config.split_seed)["test_images"]
-    pictures = evaluation.Images(run_dir, len(result.misclassified))
+    pictures = evaluation.Images(run_dir, result)
     for n, mistake in enumerate(result.misclassified):
         assert pictures.pixels(n) == test_x[mistake.index].numpy().tobytes()
 
     # `fmnist-tui eval` of the same checkpoint, later: the same pass, the same numbers
     capsys.readouterr()
-    before = result.model_dump(exclude={"seconds", "created"})
+    before = result.model_dump(exclude={"seconds", "created", "images_file"})
     assert main(["eval", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert f"test accuracy {100 * end.test_acc:.2f}%" in out and "Ankle boot" in out and "most frequent" in out
-    assert evaluation.read(run_dir).model_dump(exclude={"seconds", "created"}) == before
+    assert evaluation.read(run_dir).model_dump(exclude={"seconds", "created", "images_file"}) == before
     assert main(["eval", str(run_dir), "--checkpoint", "last", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["checkpoint"] == "last.ckpt"
 
@@ -153,10 +210,13 @@ def test_a_stopped_run_is_evaluated_too(tiny_config, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Classifier, "forward", forward)
     end = run(config, lambda e: None, stop, runs_dir=tmp_path / "runs")
-    assert end.status == "stopped" and end.test_acc is None
     result = evaluation.read(Path(end.run_dir))
+    assert end.status == "stopped" and end.test_acc == result.accuracy and end.test_checkpoint == "best.ckpt"
     assert result.checkpoint == "best.ckpt" and result.epoch == 0 and result.images == 1000 // 6
-    assert "test_acc" not in json.loads((Path(end.run_dir) / "summary.json").read_text())
+    summary = json.loads((Path(end.run_dir) / "summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["test_acc"] == result.accuracy
+    assert (summary["test_checkpoint"], summary["test_epoch"], summary["test_step"]) == ("best.ckpt", 0, result.step)
+    assert summary["checkpoint"].endswith("last.ckpt")  # where a resume goes on from
 
 
 def test_a_signal_ends_a_run_without_evaluating(tiny_config, tmp_path, monkeypatch):

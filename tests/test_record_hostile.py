@@ -327,7 +327,15 @@ def test_writing_into_best_ckpt_leaves_last_ckpt_alone(tmp_path, reference):
     assert (folder / "checkpoints" / "last.ckpt").read_bytes() == last
 
 
-def test_test_figures_stop_naming_a_best_ckpt_that_holds_other_weights(tmp_path, monkeypatch):
+class Signal(StopRequest):
+    """A stop as SIGTERM makes it: the run ends at once, untested."""
+
+    def request(self, reason: str = "interrupted") -> None:
+        super().request(reason)
+
+
+@pytest.mark.parametrize("by_user", [False, True], ids=["signal", "user"])
+def test_test_figures_stop_naming_a_best_ckpt_that_holds_other_weights(tmp_path, monkeypatch, by_user):
     accs = iter([0.5, 0.6, 0.7, 0.8])  # every epoch is a new best
 
     def on_validation_epoch_end(self):
@@ -338,12 +346,16 @@ def test_test_figures_stop_naming_a_best_ckpt_that_holds_other_weights(tmp_path,
     monkeypatch.setattr(Classifier, "on_validation_epoch_end", on_validation_epoch_end)
     done = go(make_config(SHORT), tmp_path)
     assert summary(done.run_dir)["test_checkpoint"] == "best.ckpt"
-    stop = StopRequest()
+    stop = StopRequest() if by_user else Signal()
     stop_when(monkeypatch, stop, 3 * PER_EPOCH + 3, "train")
     go(None, tmp_path, stop, resume=done.run_dir, overrides={"epochs": 4})
     s = summary(done.run_dir)
-    assert s["status"] == "stopped" and "test_checkpoint" not in s  # best.ckpt is epoch 3's now
-    assert (s["test_epoch"], s["test_step"]) == (1, 2 * PER_EPOCH)  # still says which weights they were
+    if by_user:  # a stop its user asked for tests best.ckpt as it is now: epoch 3's
+        assert s["status"] == "stopped" and s["test_checkpoint"] == "best.ckpt"
+        assert (s["test_epoch"], s["test_step"]) == (2, 3 * PER_EPOCH)
+    else:
+        assert s["status"] == "interrupted" and "test_checkpoint" not in s  # best.ckpt is epoch 3's now
+        assert (s["test_epoch"], s["test_step"]) == (1, 2 * PER_EPOCH)  # still says which weights they were
 
 
 def test_set_aside_files_never_overwrite_each_other(tmp_path, stopped):

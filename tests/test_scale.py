@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from fmnist_tui import evaluation
 from fmnist_tui.engine.checkpoint import read_point
 from fmnist_tui.runqueue import Queue
 from fmnist_tui.runs import lock_held
@@ -76,6 +77,9 @@ def test_a_two_process_ddp_run_writes_one_run_folder(tmp_path):
     assert s["status"] == "finished" and s["world_size"] == 2
     assert "2 epochs x 25 steps" in done.stdout  # 1,600 images / (32 x 2) a step
     assert 0.5 < s["test_acc"] <= 1.0 and (folder / "checkpoints" / "best.ckpt").is_file()
+    tested = evaluation.read(folder)  # both processes' shares of the test images, added up
+    assert tested.accuracy == s["test_acc"] and tested.images == 2000 // 6
+    assert sorted({m.index for m in tested.misclassified}) == sorted(m.index for m in tested.misclassified)
     events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
     assert [e["world_size"] for e in events if e["event"] == "RunStarted"] == [2]
     assert not list(tmp_path.glob("runs/*/.rank*")) and not (runs / "lightning_logs").exists()
@@ -103,6 +107,7 @@ def test_ddp_stop_reaches_every_process_and_a_dead_rank_fails_the_run(tmp_path):
     wait_for(lambda: not lock_held(folder), "the run stops after its epoch", 30)
     wait_for(lambda: not alive(rank1), "the other process ends too", 15)
     assert summary(folder)["status"] == "stopped"
+    assert evaluation.read(folder).checkpoint == "best.ckpt"  # every process stopped, then tested best.ckpt together
     point = read_point(folder / "checkpoints" / "last.ckpt")
     assert point.step > 0 and point.step % 25 == 0, "stopped at an epoch's end (25 steps an epoch)"
     rows = (folder / "metrics.csv").read_text().splitlines()

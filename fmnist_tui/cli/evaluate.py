@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 import time
 
-from fmnist_tui.cli.inflight import find_run
+from fmnist_tui.cli.inflight import find_run, take_run
 from fmnist_tui.cli.output import error, print_json, warn
 from fmnist_tui.evaluation import FILE, confusion_text
+from fmnist_tui.files import DiskFull
 from fmnist_tui.format import epoch_number, pct, printable
-from fmnist_tui.runs import RunDir, RunLocked
 
 
 def cmd_eval(args) -> int:
@@ -21,11 +21,7 @@ def cmd_eval(args) -> int:
     from fmnist_tui.engine.logs import route_logs
 
     info = find_run(args.runs_dir, args.run)
-    run_dir = RunDir(info.path)
-    try:
-        run_dir.lock()  # evaluation.json is part of the run's record: one writer at a time
-    except RunLocked:
-        return error(f"run {info.name} is running: it evaluates itself when it ends (or stop it first)")
+    run_dir = take_run(info, "evaluated")  # evaluation.json is part of the run's record: one writer at a time
 
     def sink(event) -> None:
         if isinstance(event, LogLine) and event.level in ("WARNING", "ERROR"):
@@ -37,6 +33,8 @@ def cmd_eval(args) -> int:
             evaluation, note = evaluate_run(info.path, args.checkpoint, args.data_dir)
     except DataError as err:
         return error(str(err))
+    except DiskFull:
+        return error(f"{FILE} not written: the disk holding {printable(info.path)} is full")
     except OSError as err:
         return error(f"{FILE} not written in {printable(info.path)}: {err.strerror or err}")
     finally:

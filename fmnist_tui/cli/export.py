@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 
-from fmnist_tui.cli.inflight import find_run
+from fmnist_tui.cli.inflight import find_run, take_run
 from fmnist_tui.cli.output import error, print_json, warn
 from fmnist_tui.files import DiskFull
 from fmnist_tui.format import epoch_number, printable
-from fmnist_tui.runs import RunDir, RunLocked
 
 EXIT_CHECK_FAILED = 1
 
@@ -27,16 +25,7 @@ USAGE = {
 
 def cmd_export(args) -> int:
     info = find_run(args.runs_dir, args.run)  # an unknown run is said at once, before torch loads
-    if not os.access(info.path, os.W_OK):
-        return error(f"nothing exported: the run folder {printable(info.path)} is not writable")
-    run_dir = RunDir(info.path)
-    try:
-        run_dir.lock()  # the file goes into the run's folder, and its checkpoint must not change meanwhile
-    except RunLocked:
-        return error(f"run {info.name} is running: export it when it has ended (or stop it first), "
-                     "so the file holds weights that stay on record")  # fmt: skip
-    except OSError as err:  # writing who holds the lock failed: a full disk, most likely
-        return error(f"nothing exported: cannot take the writer lock of {printable(info.path)}: {err.strerror or err}")
+    run_dir = take_run(info, "exported")  # the file goes into its folder; its checkpoint must not change meanwhile
     try:
         return export_locked(args, info)
     finally:

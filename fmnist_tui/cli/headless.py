@@ -102,9 +102,9 @@ class Printer:
 
 def summary_text(e: RunEnded) -> str:
     """The end of a run; every test figure says which weights it is of (epochs counted from 1)."""
-    if e.status == "finished":
+    if e.status == "finished" or e.test_acc is not None:  # a stopped run is tested too
         weights = f" ({e.test_checkpoint}, epoch {e.test_epoch + 1})" if e.test_epoch is not None else ""
-        head = f"finished: test_acc {pct(e.test_acc)}{weights}  test_loss {num(e.test_loss)}  best_val_acc {pct(e.best_val_acc)}"
+        head = f"{e.status}: test_acc {pct(e.test_acc)}{weights}  test_loss {num(e.test_loss)}  best_val_acc {pct(e.best_val_acc)}"
     else:
         head = f"{e.status}: best_val_acc {pct(e.best_val_acc)}"
     lines = [f"{head}  time {clock(e.duration_s)}"]

@@ -7,13 +7,14 @@ lock, events.jsonl, control.sock), so they answer at once, even while it trains.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 from fmnist_tui import paths
 from fmnist_tui.cli.output import error, preset_config
 from fmnist_tui.format import printable
-from fmnist_tui.runs import RunInfo, RunStore, RunStoreError, lock_held
+from fmnist_tui.runs import RunDir, RunInfo, RunLocked, RunStore, RunStoreError, lock_held
 
 # `wait`: the exit code of the run's process, as `run` would have exited (the signal is not on record).
 WAIT_EXIT = {"finished": 0, "failed": 1, "diverged": 1, "stopped": 130, "interrupted": 143}
@@ -31,6 +32,23 @@ def find_run(runs_dir: Path | None, ref: str | None, running: bool = False) -> R
             f"no run is running in {store.root}: name one to see its record (fmnist-tui runs lists them)"
         )
     return live[0]
+
+
+def take_run(info: RunInfo, doing: str) -> RunDir:
+    """The run's writer lock, for a command that writes a file into a run that has ended (eval, export);
+    RunStoreError (one line) if it runs, or its folder cannot be written."""
+    if not os.access(info.path, os.W_OK):
+        raise RunStoreError(f"nothing {doing}: the run folder {printable(info.path)} is not writable")
+    run_dir = RunDir(info.path)
+    try:
+        run_dir.lock()
+    except RunLocked:
+        raise RunStoreError(f"run {info.name} is running: it can be {doing} when it has ended "
+                            "(or stop it first)") from None  # fmt: skip
+    except OSError as err:  # writing who holds the lock failed: a full disk, most likely
+        raise RunStoreError(f"nothing {doing}: cannot take the writer lock of {printable(info.path)}: "
+                            f"{err.strerror or err}") from None  # fmt: skip
+    return run_dir
 
 
 def cmd_detach(args, overrides: dict) -> int:

@@ -39,7 +39,7 @@ class Predictions(Metric):
         self.probs.append(probs.float())  # type: ignore[union-attr,operator]
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if not self.index:
+        if isinstance(self.index, list) and not self.index:  # after a DDP sync the states are tensors
             empty = torch.zeros(0, dtype=torch.long)
             return empty, empty, torch.zeros(0, 10)
         return dim_zero_cat(self.index), dim_zero_cat(self.target), dim_zero_cat(self.probs)  # type: ignore[arg-type]

@@ -165,7 +165,7 @@ def _ended_by(err: BaseException, sink: Sink, stop_event: threading.Event, seg: 
         reason = reason_of(stop_event)
         if reason == "handover":  # the app's terminal went (or it quit): a background process goes on
             return {"status": "interrupted", "error": HANDED_OVER}
-        return {"status": reason}
+        return {"status": reason, **seg.stop_test}  # a stop by its user: the test of what it has
     if isinstance(err, Diverged):
         return {"status": "diverged", "error": str(err)}
     if isinstance(err, (KeyboardInterrupt, SystemExit)):
@@ -217,7 +217,7 @@ def _finish(seg: Segment, end: dict, sink: Sink) -> RunEnded:
         status=ended.status, duration_s=round(ended.duration_s, 3), best_val_acc=ended.best_val_acc,
         checkpoint=ended.checkpoint, error=ended.error, ended=datetime.now().isoformat(timespec="seconds"),
     )  # fmt: skip
-    if ended.status == "finished":  # new test figures replace the earlier segment's, stale ones go
+    if ended.status == "finished" or ended.test_acc is not None:  # new test figures replace the earlier ones
         fields.update(
             test_acc=ended.test_acc, test_loss=ended.test_loss, test_checkpoint=ended.test_checkpoint,
             test_epoch=ended.test_epoch, test_step=steps["test_step"], last_test_acc=ended.last_test_acc,
@@ -282,18 +282,20 @@ def _train(
         trainer.fit(module, datamodule=data, ckpt_path=str(seg.resume_from) if seg.resume_from else None,
                     weights_only=True)  # fmt: skip
     except StopRun:
-        if reason_of(stop_event) == "stopped":  # by its user: evaluate what it has (a signal: end at once)
-            _evaluate_stopped(trainer, module, data, checkpoints, reporter, None if seg.scratch else run_dir.path)
+        if reason_of(stop_event) == "stopped":  # by its user: test what it has (a signal: end at once)
+            seg.stop_test = _evaluate_stopped(trainer, module, data, checkpoints, reporter, metrics,
+                                              None if seg.scratch else run_dir.path)  # fmt: skip
         raise
     return measure_test(trainer, module, data, checkpoints, metrics, None if seg.scratch else run_dir.path)
 
 
-def _evaluate_stopped(trainer, module, data, checkpoints, reporter, run: Path | None) -> None:
+def _evaluate_stopped(trainer, module, data, checkpoints, reporter, metrics, run: Path | None) -> dict:
     try:
-        log.info("evaluating the stopped run's weights on the test images")
-        evaluate_stopped(trainer, module, data, checkpoints, reporter, run)
+        log.info("testing the stopped run's weights on the test images")
+        return evaluate_stopped(trainer, module, data, checkpoints, reporter, metrics, run)
     except Exception as err:  # noqa: BLE001 - the run ends as stopped whatever happens here
-        log.warning(f"the stopped run was not evaluated ({failure_text(err)}): fmnist-tui eval can do it later")
+        log.warning(f"the stopped run was not tested ({failure_text(err)}): fmnist-tui eval can do it later")
+        return {}
 
 
 def _start_ranks(seg: Segment, config: RunConfig) -> None:

@@ -50,6 +50,7 @@ class Segment:
     ranks: Any = None  # the DDP processes this one started (engine/ranks.py)
     scratch: bool = False  # a DDP process other than the first: its folder is scratch, the run's is not its own
     report: Any = None  # the sink the run reports to, once it trains
+    stop_test: dict = field(default_factory=dict)  # a run stopped by its user: the test of its weights
 
     @property
     def resumed(self) -> bool:

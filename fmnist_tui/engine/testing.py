@@ -70,10 +70,10 @@ def measure_test(trainer, module, data, checkpoints, metrics: MetricsWriter, run
     return end
 
 
-def evaluate_stopped(trainer, module, data, checkpoints, reporter, run: Path | None) -> None:
-    """A run its user stopped is evaluated too: best.ckpt, or last.ckpt (saved at the stop) when no
-    epoch was validated. Its summary gets no test figure (it did not finish); evaluation.json says
-    how those weights do. Every DDP process stopped at the same step, so all of them test here."""
+def evaluate_stopped(trainer, module, data, checkpoints, reporter, metrics: MetricsWriter, run: Path | None) -> dict:
+    """A run its user stopped is tested too: best.ckpt, or last.ckpt (saved at the stop) when no
+    epoch was validated. Its figures go where a finished run's do (summary, metrics.csv,
+    evaluation.json), naming the file. Every DDP process stopped at the same step, so all test here."""
     from fmnist_tui.engine import evaluation
     from fmnist_tui.engine.checkpoint import read_point
     from fmnist_tui.runs import RunStoreError
@@ -82,14 +82,20 @@ def evaluate_stopped(trainer, module, data, checkpoints, reporter, run: Path | N
     if trainer.world_size > 1:
         path = Path(trainer.strategy.broadcast(str(path), src=0))
     if not path.is_file():
-        return
+        return {}
     try:
-        point = read_point(path) if trainer.is_global_zero else None
+        point = read_point(path)
     except RunStoreError:
-        return
+        return {}
     reporter.stop_checks = False  # the stop was asked for already: the test must not stop itself
     started = time.perf_counter()
     trainer.test(module, datamodule=data, ckpt_path=str(path), verbose=False, weights_only=True)
-    if run is not None and point is not None:
-        seconds = round(time.perf_counter() - started, 3)
+    result = module.test_result
+    seconds = round(time.perf_counter() - started, 3)
+    weights = path.stem  # "best" or "last"
+    metrics.row("test", epoch=point.epoch, step=point.step, test_loss=result.loss, test_acc=result.accuracy,
+                seconds=seconds, weights=weights)  # fmt: skip
+    if run is not None and trainer.is_global_zero:
         evaluation.write_at_end(run, module, data, path.name, point.epoch, point.step, seconds)
+    return dict(test_acc=result.accuracy, test_loss=result.loss, test_checkpoint=path.name, test_epoch=point.epoch,
+                test_step=point.step)  # fmt: skip

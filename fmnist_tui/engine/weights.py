@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,8 +52,8 @@ def checkpoint_path(run: Path, which: str) -> Path:
     path = run / "checkpoints" / f"{which}.ckpt"
     if path.is_file():
         return path
-    if path.exists():
-        raise RunStoreError(f"{printable(path)} is not a plain file")
+    if os.path.lexists(path):  # a folder, a FIFO, a link to nowhere (or to itself)
+        raise RunStoreError(f"{printable(path)} is not a plain file: move it away")
     if which == "best" and (run / "checkpoints" / "last.ckpt").is_file():
         raise RunStoreError(f"run {printable(run.name)} has no best.ckpt (no epoch was validated): "
                             "use --checkpoint last")  # fmt: skip

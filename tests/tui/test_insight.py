@@ -80,6 +80,11 @@ async def test_cells_filter_pages_and_enlarge(insight_env):
         confidences = [view.evaluation.misclassified[p].confidence for p in gallery.positions]
         assert confidences == sorted(confidences, reverse=True)
 
+        from fmnist_tui.tui.pictures import halfcell_strips
+
+        renders = halfcell_strips.cache_info().misses
+        await pilot.press("up", "down", "left", "right")  # the matrix redraws; no picture is rendered again
+        assert halfcell_strips.cache_info().misses == renders and grid.cursor == (6, 0)
         await pilot.press("enter")  # Shirt taken for T-shirt/top
         assert gallery.has_focus and view.filter == (6, 0)
         shown = [view.evaluation.misclassified[p] for p in gallery.positions]
@@ -126,7 +131,7 @@ async def test_a_click_on_a_cell_filters(insight_env):
         (lambda run: (run / evaluation.FILE).unlink(), "no evaluation.json yet"),
         (lambda run: (run / evaluation.FILE).write_text("\x1b[2J{not json"), "evaluation.json is damaged"),
         (lambda run: (run / evaluation.FILE).write_text('{"version": 0, "accuracy": 1}'), "another version"),
-        (lambda run: (run / evaluation.IMAGES).write_bytes(b"\0" * 20), "does not hold the 40 images"),
+        (lambda run: next(run.glob("evaluation-images-*")).write_bytes(b"\0" * 20), "does not hold the 40 images"),
     ],
     ids=["missing", "garbage", "old", "images"],
 )

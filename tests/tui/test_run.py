@@ -12,7 +12,9 @@ from fmnist_tui.tui.screens.modals import QuitRunScreen
 from fmnist_tui.tui.screens.run import RunScreen
 from fmnist_tui.tui.screens.runs import RunsScreen
 from fmnist_tui.tui.screens.setup import SetupScreen
+from fmnist_tui.tui.widgets.confusion import ConfusionGrid
 from fmnist_tui.tui.widgets.epoch_table import EpochTable
+from fmnist_tui.tui.widgets.insight import InsightView
 
 
 def result(app) -> str:
@@ -44,6 +46,14 @@ async def test_run_updates_live_then_finishes_and_is_listed(presets_dir, tmp_pat
         text = result(app)
         assert "finished" in text and "test acc" in text and str(runs) in text
         assert not app.screen.query_one("#stop", Button).display  # nothing to stop: no button, no footer key
+        insight = app.screen.query_one(InsightView)  # read once, at the end: what the test images got
+        await wait(pilot, lambda: insight.evaluation is not None)
+        assert insight.evaluation.accuracy == state.ended.test_acc and insight.path == Path(state.ended.run_dir)
+        app.screen.query_one("#run-tabs").active = "tab-insight"
+        await pilot.pause()
+        assert app.screen.query_one(ConfusionGrid).has_focus  # the keys go to the matrix
+        await pilot.press("enter")
+        assert insight.filter is not None or not insight.evaluation.misclassified
         assert "stop" not in {b.binding.action for b in app.screen.active_bindings.values()}
 
         # the runs screen lists it; opening it shows config, curves and epochs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -66,6 +67,17 @@ class RunDetailScreen(Screen):
             with TabPane("Config", id="tab-config"):
                 yield DataTable(id="detail-config", cursor_type="row", zebra_stripes=True)
         yield AppFooter()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        # The Insight tab needs 20 rows; the matrix says which weights and how many right, so below
+        # 30 rows the summary above the tabs makes way for it.
+        insight = event.pane.id == "tab-insight"
+        self.query_one("#detail-summary").set_class(insight, "-insight")
+        if insight:
+            self.query_one(InsightView).focus_grid()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.height < 30, "-short")
 
     def on_mount(self) -> None:
         steps, epochs = read_metrics(self.info.path)

@@ -43,6 +43,9 @@ class PictureScreen(ModalScreen[None]):
                                  background: $panel; border: round $accent; padding: 0 1; }
     PictureScreen #big { margin-right: 2; }
     PictureScreen #about { width: 36; height: auto; }  /* ABOUT */
+    PictureScreen.-narrow > Horizontal { layout: vertical; }
+    PictureScreen.-narrow #big { margin-right: 0; }
+    PictureScreen.-narrow #about { width: 100%; }
     """
     BINDINGS = [
         Binding("escape,enter,q", "app.pop_screen", "Back"),
@@ -68,19 +71,22 @@ class PictureScreen(ModalScreen[None]):
         self._fit(event.size.width, event.size.height)
 
     def _fit(self, width: int, height: int) -> None:
-        """As large as fits beside the text: an even number of rows, twice as many columns."""
-        rows = max(7, min(28, height - 4, (width - 46) // 2))
+        """As large as fits beside the text (below it, in a narrow terminal): twice as many columns as rows."""
+        narrow = width < 2 * 10 + 2 + ABOUT + 4
+        self.set_class(narrow, "-narrow")
+        if narrow:  # the picture above the text, in the rows the text leaves
+            rows = max(4, min(28, height - 15, (width - 4) // 2))
+            box_width = min(width, max(ABOUT, 2 * rows) + 4)
+        else:
+            rows = max(7, min(28, height - 4, (width - ABOUT - 8) // 2))
+            box_width = 2 * rows + 2 + ABOUT + 4  # margin, border and padding
         picture = self.query_one("#big", Picture)
         picture.styles.width, picture.styles.height = 2 * rows, rows
-        self.query_one(Horizontal).styles.width = 2 * rows + 2 + ABOUT + 4  # margin, border and padding
+        self.query_one(Horizontal).styles.width = box_width
 
     def _show(self) -> None:
         position = self.positions[self.at]
-        try:
-            pixels: bytes | None = self.images.pixels(position)
-        except OSError:
-            pixels = None
-        self.query_one("#big", Picture).show(pixels)
+        self.query_one("#big", Picture).show(self.images.pixels(position))
         where = f"{self.at + 1} of {len(self.positions)}"
         self.query_one("#about-text", Static).update(top3_text(self.evaluation, position, where))
 

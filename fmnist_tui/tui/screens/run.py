@@ -102,13 +102,13 @@ class RunScreen(AppScreen):
                 yield MetricsChart(id="chart")
             with TabPane("Epochs", id="tab-epochs"):
                 yield EpochTable(id="epochs")
-            with TabPane("Insight", id="tab-insight"):
-                yield InsightView("What the model gets wrong shows here when the run has ended: "
-                                  "its best checkpoint on the test images.", id="insight")  # fmt: skip
             with TabPane("Log", id="tab-log"):
                 # 1,000 lines: each is ~20 objects (Textual strips and their caches) that every full
                 # garbage collection walks; 5,000 made those pauses 150 ms under a flood of log lines.
                 yield RichLog(id="log", wrap=True, max_lines=LOG_PANE_LINES)
+            with TabPane("Insight", id="tab-insight"):
+                yield InsightView("What the model gets wrong shows here when the run has ended: "
+                                  "its best checkpoint on the test images.", id="insight")  # fmt: skip
         with VerticalScroll(id="result-box"):  # focusable: the keys scroll a message too long for the screen
             yield Static("", id="result")
         yield AppFooter()
@@ -123,6 +123,8 @@ class RunScreen(AppScreen):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "tab-chart":
             self.sync(force=True)  # charts are not drawn while hidden
+        elif event.pane.id == "tab-insight":
+            self.query_one(InsightView).focus_grid()
 
     def action_control(self, action: str) -> None:
         self.post_message(StopRun() if action == "stop" else ControlRun(action))
@@ -200,10 +202,13 @@ class RunScreen(AppScreen):
         for line in state.new_logs(self._logs_seen):
             log.write(log_text(line))
         self._logs_seen = state.logs_total
+        # Once, when it ends; an attached run's folder is where the app found it (events.jsonl says
+        # where it was written, which a copied or moved folder no longer is).
         ended = state.ended
-        if ended is not None and ended.run_dir and ended.run_dir != self._insight_of:  # once, when it ends
-            self._insight_of = ended.run_dir
-            self.query_one(InsightView).show_run(Path(ended.run_dir))
+        folder = str(state.attached) if state.attached is not None else ended.run_dir if ended else ""
+        if ended is not None and folder and folder != self._insight_of:
+            self._insight_of = folder
+            self.query_one(InsightView).show_run(Path(folder))
         box = self.query_one("#result-box")
         self._update_if_changed("#result", result_text(state.ended) if state.ended else "")
         box.set_class(state.ended is not None, "-shown")

@@ -58,10 +58,11 @@ class ConfusionGrid(Widget, can_focus=True):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.evaluation: Evaluation | None = None
+        self.title = ""  # after "true ↓  predicted →": which weights, how many right
         self.cursor = (6, 0)  # Shirt taken for a T-shirt: Fashion-MNIST's classic confusion
 
-    def show(self, evaluation: Evaluation | None) -> None:
-        self.evaluation = evaluation
+    def show(self, evaluation: Evaluation | None, title: str = "") -> None:
+        self.evaluation, self.title = evaluation, title
         if evaluation is not None and evaluation.top_confusions:
             top = evaluation.top_confusions[0]
             self.cursor = (top.true, top.predicted)
@@ -88,6 +89,7 @@ class ConfusionGrid(Widget, can_focus=True):
         if e is None:
             return Text("")
         text = Text("true ↓  predicted →", style="bold")
+        text.append(f"  {self.title}"[: LABEL + 10 * CELL - 19], style="")
         text.append("\n" + " " * LABEL + "".join(f"{k:>{CELL}}" for k in range(len(CLASSES))), style="dim")
         for t, row in enumerate(e.confusion):
             total = sum(row) or 1
@@ -112,9 +114,10 @@ class ConfusionGrid(Widget, can_focus=True):
 
 
 class RecallBars(Widget):
-    """Per-class recall (the share of each class's test images classified right), one bar a class."""
+    """Per-class recall (the share of each class's test images classified right) as bars, in two
+    columns of five: it fits under the matrix in an 80x24 terminal."""
 
-    DEFAULT_CSS = "RecallBars { width: 1fr; height: 12; min-width: 20; }"
+    DEFAULT_CSS = "RecallBars { width: 1fr; height: 6; min-width: 40; }"
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -128,15 +131,18 @@ class RecallBars(Widget):
         e = self.evaluation
         if e is None:
             return Text("")
-        bar_width = max(4, self.size.width - 13)
+        half = len(CLASSES) // 2
+        column = max(20, self.size.width // 2)
+        bar_width = column - 13  # label 6, percentage 6, a space between the columns
         text = Text("recall by class", style="bold")
-        text.append("\n")
         worst = min(range(len(CLASSES)), key=lambda k: e.per_class[k].recall)
-        for k, score in enumerate(e.per_class):
-            filled = score.recall * bar_width
-            bar = "█" * int(filled) + (BLOCKS[int((filled % 1) * 8)] if filled < bar_width else "")
-            style = "bold red" if k == worst else "green"
-            text.append(f"\n{SHORT[k]:<6}")
-            text.append(f"{bar:<{bar_width}}", style=style)
-            text.append(f"{score.recall:>6.1%}")
+        for row in range(half):
+            text.append("\n")
+            for k in (row, row + half):
+                recall = e.per_class[k].recall
+                filled = recall * bar_width
+                bar = "█" * int(filled) + (BLOCKS[int((filled % 1) * 8)] if filled < bar_width else "")
+                text.append(f"{SHORT[k]:<6}")
+                text.append(f"{bar:<{bar_width}}", style="bold red" if k == worst else "green")
+                text.append(f"{recall:>6.1%} ")
         return text

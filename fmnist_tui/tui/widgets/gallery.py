@@ -109,11 +109,7 @@ class Gallery(Widget, can_focus=True):
             at = first + n
             if self.evaluation is not None and self.images is not None and at < len(self.positions):
                 position = self.positions[at]
-                try:
-                    pixels: bytes | None = self.images.pixels(position)
-                except OSError:
-                    pixels = None
-                slot.show(pixels, caption(self.evaluation.misclassified[position]))
+                slot.show(self.images.pixels(position), caption(self.evaluation.misclassified[position]))
                 slot.display = True
             else:
                 slot.show(None, "")

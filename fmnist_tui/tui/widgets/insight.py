@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -17,8 +17,8 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
 
-from fmnist_tui.evaluation import CLASSES, Evaluation, EvaluationError, Images, read
-from fmnist_tui.format import epoch_number, pct, printable
+from fmnist_tui.evaluation import CLASSES, Evaluation, EvaluationError, Images, read_with_images
+from fmnist_tui.format import epoch_number, failure_text, pct, printable
 from fmnist_tui.tui.screens.picture import PictureScreen
 from fmnist_tui.tui.widgets.confusion import ConfusionGrid, RecallBars
 from fmnist_tui.tui.widgets.gallery import Gallery
@@ -32,10 +32,12 @@ class Loaded(Message):
 
 def load(path: Path) -> Loaded:
     try:
-        evaluation = read(path)
-        return Loaded(path, evaluation, Images(path, len(evaluation.misclassified)), "")
+        evaluation, images = read_with_images(path)
+        return Loaded(path, evaluation, images, "")
     except EvaluationError as err:
         return Loaded(path, None, None, str(err))
+    except Exception as err:  # noqa: BLE001 - whatever the folder holds, the tab says so in one line
+        return Loaded(path, None, None, f"the evaluation cannot be read: {failure_text(err)}")
 
 
 class InsightView(Widget):
@@ -44,9 +46,13 @@ class InsightView(Widget):
     InsightView { height: 1fr; }
     InsightView #insight-body { height: 1fr; }
     InsightView #insight-left { width: 50; height: 1fr; overflow-y: auto; }
-    InsightView #insight-head, InsightView #insight-where { height: auto; padding: 0 1 0 0; }
+    /* Below 80 columns the pictures go under the matrix, and the whole tab scrolls. */
+    InsightView.-narrow #insight-body { layout: vertical; overflow-y: auto; }
+    InsightView.-narrow #insight-left { height: auto; overflow-y: hidden; }
+    InsightView.-narrow Gallery { height: 16; }
+    InsightView #insight-where { height: 2; padding: 0 1 0 0; }
     InsightView #insight-message { height: auto; padding: 1 1; }
-    InsightView RecallBars { margin-top: 1; width: 47; }
+    InsightView RecallBars { width: 48; }
     """
 
     def __init__(self, placeholder: str = "", **kwargs) -> None:
@@ -61,7 +67,6 @@ class InsightView(Widget):
         yield Static(self.placeholder, id="insight-message", markup=False)
         with Horizontal(id="insight-body"):
             with Vertical(id="insight-left"):
-                yield Static("", id="insight-head", markup=False)
                 yield ConfusionGrid()
                 yield Static("", id="insight-where", markup=False)
                 yield RecallBars()
@@ -69,6 +74,9 @@ class InsightView(Widget):
 
     def on_mount(self) -> None:
         self.query_one("#insight-body").display = False
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < 78, "-narrow")
 
     def clear(self) -> None:
         """Back to the placeholder (a new run in the live view)."""
@@ -99,10 +107,8 @@ class InsightView(Widget):
             return
         e = message.evaluation
         epoch = epoch_number(e.epoch)
-        self.query_one("#insight-head", Static).update(
-            f"{e.checkpoint}{f' (epoch {epoch})' if epoch else ''}: {pct(e.accuracy)} of {e.images:,} right"
-        )
-        self.query_one(ConfusionGrid).show(e)
+        title = f"{e.checkpoint.removesuffix('.ckpt')}{f' epoch {epoch}' if epoch else ''}: {pct(e.accuracy)}"
+        self.query_one(ConfusionGrid).show(e, title)
         self.query_one(RecallBars).show(e)
         self._filter(None)
         if self.region.width:  # shown now (not a hidden tab): the keys go to the matrix
@@ -118,8 +124,12 @@ class InsightView(Widget):
         event.stop()
         if self.evaluation is None:
             return
-        if event.true == event.predicted:  # right answers have no pictures kept: show them all again
+        if event.true == event.predicted:  # right answers have no pictures kept: say so, show the mistakes
             self._filter(None)
+            n = self.evaluation.confusion[event.true][event.true]
+            self.query_one("#insight-where", Static).update(
+                f"{CLASSES[event.true]}: {n:,} right (only mistakes are kept)\n{self.query_one(Gallery).where()} of all mistakes"
+            )
         else:
             self._filter((event.true, event.predicted))
             if self.query_one(Gallery).positions:
@@ -128,7 +138,9 @@ class InsightView(Widget):
     def on_gallery_moved(self, event: Gallery.Moved) -> None:
         event.stop()
         gallery = event.gallery
-        if self.filter is None:
+        if self.filter is None and not gallery.positions:
+            what = "no mistakes: every test image was classified right"
+        elif self.filter is None:
             what = f"all {len(gallery.positions):,} mistakes, most confident first"
         else:
             t, p = self.filter
@@ -140,6 +152,11 @@ class InsightView(Widget):
         event.stop()
         if self.evaluation is not None and self.images is not None:
             self.app.push_screen(PictureScreen(self.evaluation, self.images, event.positions, event.at))
+
+    def focus_grid(self) -> None:
+        """On showing the tab: the keys go to the matrix (shift+tab goes back to the tabs)."""
+        if self.evaluation is not None:
+            self.query_one(ConfusionGrid).focus()
 
     def action_show_all(self) -> None:
         self._filter(None)
