@@ -226,9 +226,9 @@ def test_a_full_disk_leaves_no_file(copy, capsys, full_disk_at):
 
 
 def test_a_read_only_folder_is_one_line(copy, capsys, monkeypatch):
-    from fmnist_tui.cli import export as cli
+    from fmnist_tui.cli import inflight
 
-    monkeypatch.setattr(cli.os, "access", lambda path, mode: False)  # root ignores chmod; a read-only mount
+    monkeypatch.setattr(inflight.os, "access", lambda path, mode: False)  # root ignores chmod; a read-only mount
     assert export(copy, "--format", "onnx") == 2
     assert "is not writable" in one_error(capsys)
 

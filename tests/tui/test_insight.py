@@ -181,3 +181,23 @@ def test_grid_reads_without_colour():
     assert lines[8].split()[2] == "20" and CLASSES[6].startswith(lines[8].split()[1])
     styles = [span.style for span in text.spans]
     assert any(getattr(s, "bold", False) for s in styles) and any(getattr(s, "underline", False) for s in styles)
+
+
+@pytest.mark.parametrize("mode", ["sixel", "kitty"])
+async def test_graphics_terminals_get_textual_image_widgets(insight_env, monkeypatch, mode):
+    """Where the terminal draws pictures itself, each picture is textual-image's widget for it."""
+    from textual_image.widget import SixelImage, TGPImage
+
+    from fmnist_tui.tui import pictures
+
+    monkeypatch.setattr(pictures, "_mode", mode)
+    app = make_app(**insight_env)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_insight(("enter", "right", "enter"))(pilot)
+        assert isinstance(app.screen, PictureScreen)
+        big = app.screen.query_one("#big", pictures.Picture)
+        kind = SixelImage if mode == "sixel" else TGPImage
+        assert isinstance(big._graphic, kind) and big._graphic.image is not None
+        await pilot.press("right")  # the next image replaces the picture, no new widget
+        assert big.query(kind).first() is big._graphic
+        assert "<svg" in app.export_screenshot()  # drawn without an error

@@ -125,6 +125,12 @@ class RunScreen(AppScreen):
             self.sync(force=True)  # charts are not drawn while hidden
         elif event.pane.id == "tab-insight":
             self.query_one(InsightView).focus_grid()
+        self._make_room()
+
+    def _make_room(self) -> None:
+        """An ended run's progress bars make way for the Insight tab (it needs 16 rows at 80x24)."""
+        insight = self.query_one("#run-tabs", TabbedContent).active == "tab-insight"
+        self.query_one(RunProgress).display = not (insight and self.fmnist.state.ended is not None)
 
     def action_control(self, action: str) -> None:
         self.post_message(StopRun() if action == "stop" else ControlRun(action))
@@ -209,6 +215,7 @@ class RunScreen(AppScreen):
         if ended is not None and folder and folder != self._insight_of:
             self._insight_of = folder
             self.query_one(InsightView).show_run(Path(folder))
+        self._make_room()
         box = self.query_one("#result-box")
         self._update_if_changed("#result", result_text(state.ended) if state.ended else "")
         box.set_class(state.ended is not None, "-shown")

@@ -88,7 +88,8 @@ class ConfusionGrid(Widget, can_focus=True):
         e = self.evaluation
         if e is None:
             return Text("")
-        text = Text("true ↓  predicted →", style="bold")
+        text = Text()
+        text.append("true ↓  predicted →", style="bold")
         text.append(f"  {self.title}"[: LABEL + 10 * CELL - 19], style="")
         text.append("\n" + " " * LABEL + "".join(f"{k:>{CELL}}" for k in range(len(CLASSES))), style="dim")
         for t, row in enumerate(e.confusion):
@@ -134,7 +135,8 @@ class RecallBars(Widget):
         half = len(CLASSES) // 2
         column = max(20, self.size.width // 2)
         bar_width = column - 13  # label 6, percentage 6, a space between the columns
-        text = Text("recall by class", style="bold")
+        text = Text()
+        text.append("recall by class", style="bold")
         worst = min(range(len(CLASSES)), key=lambda k: e.per_class[k].recall)
         for row in range(half):
             text.append("\n")

@@ -31,8 +31,16 @@ class Slot(Vertical):
     Slot.-selected .caption {{ text-style: bold underline; }}
     """
 
+    def __init__(self, rows: int = SIDE // 2) -> None:
+        super().__init__()
+        self.rows = rows
+
     def compose(self) -> ComposeResult:
-        yield Picture()
+        picture = Picture()
+        if self.rows != SIDE // 2:
+            picture.styles.width, picture.styles.height = 2 * self.rows, self.rows
+            self.styles.height = self.rows + 1
+        yield picture
         yield Static("", classes="caption", markup=False)
 
     def show(self, pixels: bytes | None, text: str) -> None:
@@ -73,7 +81,7 @@ class Gallery(Widget, can_focus=True):
         self.images: Images | None = None
         self.positions: list[int] = []  # the mistakes shown, as places in evaluation.misclassified
         self.selected = 0
-        self.columns, self.rows = 1, 1
+        self.columns, self.rows, self.side = 1, 1, SIDE // 2  # side: picture rows
 
     @property
     def per_page(self) -> int:
@@ -95,11 +103,13 @@ class Gallery(Widget, can_focus=True):
 
     def _fit(self, width: int, height: int) -> None:
         columns, rows = max(1, (width + 1) // SLOT_W), max(1, height // SLOT_H)
-        if (columns, rows) != (self.columns, self.rows) or not self.children:
-            self.columns, self.rows = columns, rows
+        # Shorter than one slot: a smaller picture (twice as wide as high), its caption still in view.
+        side = SIDE // 2 if rows > 1 or height >= SLOT_H else max(4, height - 1)
+        if (columns, rows, side) != (self.columns, self.rows, self.side) or not self.children:
+            self.columns, self.rows, self.side = columns, rows, side
             self.styles.grid_size_columns = columns
             self.remove_children()
-            self.mount_all(Slot() for _ in range(self.per_page))
+            self.mount_all(Slot(side) for _ in range(self.per_page))
             self.call_after_refresh(self._draw)
 
     def _draw(self) -> None:
