@@ -184,8 +184,10 @@ def write(run: Path, evaluation: Evaluation, images: bytes) -> None:
     except BaseException:
         (run / evaluation.images_file).unlink(missing_ok=True)  # the old pair stays as it was
         raise
-    for old in run.glob("evaluation-images-*.idx"):
-        if old.name != evaluation.images_file and IMAGES.fullmatch(old.name):
+    # Older images, and what a kill left mid-write (write_atomic's temporary names): the writer's to remove.
+    leftovers = [*run.glob("evaluation-images-*.idx"), *run.glob(".evaluation*.tmp")]
+    for old in leftovers:
+        if old.name != evaluation.images_file and (IMAGES.fullmatch(old.name) or old.name.endswith(".tmp")):
             try:
                 old.unlink()
             except OSError:
@@ -276,6 +278,24 @@ def read_with_images(run: Path) -> tuple[Evaluation, Images]:
             if attempt or not (run / FILE).exists() or read(run).images_file == evaluation.images_file:
                 raise
     raise AssertionError("unreachable")
+
+
+def outdated(evaluation: Evaluation, run: Path) -> str:
+    """Why the evaluation no longer describes the checkpoint it names ('' when it does): a resume
+    found a new best, or trained on. From metrics.csv, without loading the checkpoint."""
+    from fmnist_tui.metrics import FILE as METRICS
+    from fmnist_tui.metrics import best_step, read_rows
+
+    rows = read_rows(run / METRICS)
+    if evaluation.checkpoint == "best.ckpt":
+        now = best_step(rows)
+    else:
+        steps = [int(r["step"]) for r in rows if r["kind"] in ("step", "epoch")]
+        now = max(steps) if steps else None
+    if now is None or now == evaluation.step:
+        return ""
+    return (f"{evaluation.checkpoint} has changed since this evaluation (step {evaluation.step}, now {now}): "
+            f"fmnist-tui eval {printable(run.name)} evaluates it as it is")  # fmt: skip
 
 
 # -- text ------------------------------------------------------------------------------------

@@ -218,6 +218,16 @@ def best_val_acc(rows: list[dict[str, str]]) -> float | None:
     return max(finite) if finite else None
 
 
+def best_step(rows: list[dict[str, str]]) -> int | None:
+    """The step of the first epoch with the best validation accuracy: where best.ckpt stands."""
+    best, step = None, None
+    for row in rows:
+        acc = _float(row["val_acc"]) if row["kind"] == "epoch" else None
+        if acc is not None and math.isfinite(acc) and (best is None or acc > best):
+            best, step = acc, int(row["step"])
+    return step
+
+
 def recorded_seconds(rows: list[dict[str, str]]) -> float:
     """Training time as the record has it: every epoch, the unfinished one so far, the tests."""
     total, done, partial = 0.0, set[int](), dict[int, float]()

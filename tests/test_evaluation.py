@@ -155,12 +155,14 @@ def test_images_read_stay_what_the_evaluation_listed(tmp_path):
     run_dir = write_evaluated_run(tmp_path / "run")
     shown, pictures = evaluation.read_with_images(run_dir)
     first = pictures.pixels(0)
+    for left in (".evaluation.json.x1.tmp", ".evaluation-images-ab.idx.x2.tmp", "evaluation-images-0.idx"):
+        (run_dir / left).write_bytes(b"what a kill -9 left mid-write")
     evaluation.write(run_dir, evaluation.build(shown.confusion, 0.1, list(shown.misclassified), "last.ckpt", 1, 1,
                                                "fashion-mnist"), bytes(len(shown.misclassified) * 784))  # fmt: skip
     assert pictures.pixels(0) == first  # the new evaluation does not change pictures already read
     again, new_pictures = evaluation.read_with_images(run_dir)
     assert again.checkpoint == "last.ckpt" and new_pictures.pixels(0) == bytes(784)
-    assert [p.name for p in run_dir.glob("evaluation-images-*")] == [again.images_file]
+    assert sorted(p.name for p in run_dir.glob("*evaluation*")) == sorted([again.images_file, evaluation.FILE])
 
 
 # -- a real run --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from fmnist_tui.tui.app import make_app
 from fmnist_tui.tui.screens.detail import RunDetailScreen
 from fmnist_tui.tui.screens.picture import PictureScreen
 from fmnist_tui.tui.widgets.confusion import ConfusionGrid
-from fmnist_tui.tui.widgets.gallery import Gallery
+from fmnist_tui.tui.widgets.gallery import Gallery, Slot
 from fmnist_tui.tui.widgets.insight import InsightView
 from tests.evaluations import write_evaluated_run
 
@@ -201,3 +201,33 @@ async def test_graphics_terminals_get_textual_image_widgets(insight_env, monkeyp
         await pilot.press("right")  # the next image replaces the picture, no new widget
         assert big.query(kind).first() is big._graphic
         assert "<svg" in app.export_screenshot()  # drawn without an error
+
+
+async def test_resizing_while_open_keeps_the_app_and_the_place(insight_env):
+    """Quick resizes remount the gallery's slots while it draws; the large view tells the gallery where it was left."""
+    app = make_app(**insight_env)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_insight(("enter",))(pilot)
+        gallery = app.screen.query_one(Gallery)
+        for width, height in [(100, 30), (60, 20), (120, 40), (40, 15), (79, 24), (80, 24)] * 2:
+            await pilot.resize_terminal(width, height)
+            await pilot.pause(0.01)
+        await pilot.pause(0.2)
+        assert app.is_running and gallery.positions and len(gallery.query(Slot)) == gallery.per_page
+        await pilot.press("enter", "right", "right")  # the third of the cell's images, large
+        await pilot.resize_terminal(40, 15)
+        await pilot.resize_terminal(80, 24)
+        await pilot.press("escape")
+        assert gallery.selected == 2 and gallery.where().startswith("3/")
+
+
+def test_an_evaluation_of_weights_that_changed_says_so(tmp_path):
+    """A resume found a new best after the evaluation: the tab says which weights its figures are of."""
+    run = write_evaluated_run(tmp_path / NAME)  # evaluated at step 4300, best.ckpt's then
+    header = "kind,epoch,step,train_loss,val_loss,val_acc,lr,seconds,test_loss,test_acc,weights\n"
+    rows = "epoch,4,4300,0.3,0.3,0.90,0.001,1,,,\n"
+    (run / "metrics.csv").write_text(header + rows)
+    assert evaluation.outdated(evaluation.read(run), run) == ""
+    (run / "metrics.csv").write_text(header + rows + "epoch,5,5160,0.2,0.2,0.91,0.001,1,,,\n")
+    note = evaluation.outdated(evaluation.read(run), run)
+    assert "best.ckpt has changed since this evaluation (step 4300, now 5160)" in note and "fmnist-tui eval" in note

@@ -36,7 +36,9 @@ def top3_text(evaluation: Evaluation, position: int, where: str) -> Text:
     return text
 
 
-class PictureScreen(ModalScreen[None]):
+class PictureScreen(ModalScreen[int]):
+    """Dismissed with the place in the list it was left at."""
+
     DEFAULT_CSS = """
     PictureScreen { align: center middle; }
     PictureScreen > Horizontal { width: auto; height: auto; max-width: 100%; max-height: 100%;
@@ -48,7 +50,7 @@ class PictureScreen(ModalScreen[None]):
     PictureScreen.-narrow #about { width: 100%; }
     """
     BINDINGS = [
-        Binding("escape,enter,q", "app.pop_screen", "Back"),
+        Binding("escape,enter,q", "back", "Back"),
         Binding("left", "step(-1)", "Previous"),
         Binding("right", "step(1)", "Next"),
     ]
@@ -89,6 +91,9 @@ class PictureScreen(ModalScreen[None]):
         self.query_one("#big", Picture).show(self.images.pixels(position))
         where = f"{self.at + 1} of {len(self.positions)}"
         self.query_one("#about-text", Static).update(top3_text(self.evaluation, position, where))
+
+    def action_back(self) -> None:
+        self.dismiss(self.at)
 
     def action_step(self, step: int) -> None:
         self.at = (self.at + step) % len(self.positions)

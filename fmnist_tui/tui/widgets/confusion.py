@@ -11,6 +11,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
+from textual.geometry import Region
 from textual.message import Message
 from textual.widget import Widget
 
@@ -72,6 +73,18 @@ class ConfusionGrid(Widget, can_focus=True):
         t, p = self.cursor
         self.cursor = ((t + rows) % len(CLASSES), (p + columns) % len(CLASSES))
         self.refresh()
+        self._reveal()
+
+    def _reveal(self) -> None:
+        """In a terminal too small for the matrix, scroll its container to the cursor's cell."""
+        container = next((a for a in self.ancestors if isinstance(a, Widget)
+                          and (a.allow_horizontal_scroll or a.allow_vertical_scroll)), None)  # fmt: skip
+        if container is None or not self.region:
+            return
+        t, p = self.cursor
+        x = self.region.x - container.content_region.x + int(container.scroll_x) + LABEL + p * CELL
+        y = self.region.y - container.content_region.y + int(container.scroll_y) + HEAD + t
+        container.scroll_to_region(Region(x, y, CELL, 1), animate=False, immediate=True)
 
     def action_choose(self) -> None:
         if self.evaluation is not None:

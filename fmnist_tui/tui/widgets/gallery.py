@@ -34,18 +34,23 @@ class Slot(Vertical):
     def __init__(self, rows: int = SIDE // 2) -> None:
         super().__init__()
         self.rows = rows
+        self.shown: tuple[bytes | None, str] = (None, "")
 
     def compose(self) -> ComposeResult:
-        picture = Picture()
+        picture = Picture(self.shown[0])
         if self.rows != SIDE // 2:
             picture.styles.width, picture.styles.height = 2 * self.rows, self.rows
             self.styles.height = self.rows + 1
         yield picture
-        yield Static("", classes="caption", markup=False)
+        yield Static(self.shown[1], classes="caption", markup=False)
 
     def show(self, pixels: bytes | None, text: str) -> None:
-        self.query_one(Picture).show(pixels)
-        self.query_one(".caption", Static).update(text)
+        """Kept, and drawn once the slot has its widgets (a resize may be mounting it, or removing it)."""
+        self.shown = (pixels, text)
+        for picture in self.query(Picture):
+            picture.show(pixels)
+        for caption in self.query(".caption").results(Static):
+            caption.update(text)
 
 
 class Gallery(Widget, can_focus=True):
@@ -144,6 +149,10 @@ class Gallery(Widget, can_focus=True):
     def action_open(self) -> None:
         if self.positions:
             self.post_message(self.Opened(self.positions, self.selected))
+
+    def select(self, at: int) -> None:
+        """Where the large view was left: the gallery goes on from there."""
+        self._go(at)
 
     def where(self) -> str:
         if not self.positions:

@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
 
-from fmnist_tui.evaluation import CLASSES, Evaluation, EvaluationError, Images, read_with_images
+from fmnist_tui.evaluation import CLASSES, Evaluation, EvaluationError, Images, outdated, read_with_images
 from fmnist_tui.format import epoch_number, failure_text, pct, printable
 from fmnist_tui.tui.screens.picture import PictureScreen
 from fmnist_tui.tui.widgets.confusion import ConfusionGrid, RecallBars
@@ -25,15 +25,16 @@ from fmnist_tui.tui.widgets.gallery import Gallery
 
 
 class Loaded(Message):
-    def __init__(self, path: Path, evaluation: Evaluation | None, images: Images | None, problem: str) -> None:
+    def __init__(self, path: Path, evaluation: Evaluation | None, images: Images | None, problem: str,
+                 note: str = "") -> None:  # fmt: skip
         super().__init__()
-        self.path, self.evaluation, self.images, self.problem = path, evaluation, images, problem
+        self.path, self.evaluation, self.images, self.problem, self.note = path, evaluation, images, problem, note
 
 
 def load(path: Path) -> Loaded:
     try:
         evaluation, images = read_with_images(path)
-        return Loaded(path, evaluation, images, "")
+        return Loaded(path, evaluation, images, "", outdated(evaluation, path))
     except EvaluationError as err:
         return Loaded(path, None, None, str(err))
     except Exception as err:  # noqa: BLE001 - whatever the folder holds, the tab says so in one line
@@ -47,11 +48,12 @@ class InsightView(Widget):
     InsightView #insight-body { height: 1fr; }
     InsightView #insight-left { width: 50; height: 1fr; overflow-y: auto; }
     /* Below 80 columns the pictures go under the matrix, and the whole tab scrolls. */
-    InsightView.-narrow #insight-body { layout: vertical; overflow-y: auto; }
+    InsightView.-narrow #insight-body { layout: vertical; overflow: auto auto; }
     InsightView.-narrow #insight-left { height: auto; overflow-y: hidden; }
     InsightView.-narrow Gallery { height: 16; }
     InsightView #insight-where { height: 2; padding: 0 1 0 0; }
     InsightView #insight-message { height: auto; padding: 1 1; }
+    InsightView #insight-note { height: auto; color: $warning; display: none; }
     InsightView RecallBars { width: 48; }
     """
 
@@ -65,6 +67,7 @@ class InsightView(Widget):
 
     def compose(self) -> ComposeResult:
         yield Static(self.placeholder, id="insight-message", markup=False)
+        yield Static("", id="insight-note", markup=False)
         with Horizontal(id="insight-body"):
             with Vertical(id="insight-left"):
                 yield ConfusionGrid()
@@ -85,6 +88,7 @@ class InsightView(Widget):
         note.update(self.placeholder)
         note.display = True
         self.query_one("#insight-body").display = False
+        self.query_one("#insight-note").display = False
 
     def show_run(self, path: Path) -> None:
         """Read `path`'s evaluation (again, if it changed on disk) in a thread; draw it when read."""
@@ -103,6 +107,9 @@ class InsightView(Widget):
         note.update(printable(message.problem))
         note.display = bool(message.problem)
         body.display = message.evaluation is not None
+        outdated_note = self.query_one("#insight-note", Static)
+        outdated_note.update(printable(message.note))
+        outdated_note.display = bool(message.note) and message.evaluation is not None
         if message.evaluation is None:
             return
         e = message.evaluation
@@ -151,7 +158,14 @@ class InsightView(Widget):
     def on_gallery_opened(self, event: Gallery.Opened) -> None:
         event.stop()
         if self.evaluation is not None and self.images is not None:
-            self.app.push_screen(PictureScreen(self.evaluation, self.images, event.positions, event.at))
+            gallery = self.query_one(Gallery)
+            shown = gallery.positions
+
+            def back(at: int | None) -> None:
+                if at is not None and gallery.positions is shown:
+                    gallery.select(at)
+
+            self.app.push_screen(PictureScreen(self.evaluation, self.images, event.positions, event.at), back)
 
     def focus_grid(self) -> None:
         """On showing the tab: the keys go to the matrix (shift+tab goes back to the tabs)."""
