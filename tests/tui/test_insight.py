@@ -111,6 +111,18 @@ async def test_cells_filter_pages_and_enlarge(insight_env):
         assert not isinstance(app.screen, RunDetailScreen)
 
 
+async def test_a_click_on_a_picture_selects_it_and_a_second_enlarges_it(insight_env):
+    app = make_app(**insight_env)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_insight()(pilot)
+        gallery = app.screen.query_one(Gallery)
+        second = list(gallery.query(Slot))[1]
+        await pilot.click(second, offset=(10, 5))
+        assert gallery.selected == 1 and gallery.has_focus
+        await pilot.click(second, offset=(10, 5))
+        assert isinstance(app.screen, PictureScreen) and app.screen.at == 1
+
+
 async def test_a_click_on_a_cell_filters(insight_env):
     app = make_app(**insight_env)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -6,6 +6,7 @@ image changes are redrawn, and each picture's half blocks are rendered once (pic
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -35,6 +36,7 @@ class Slot(Vertical):
         super().__init__()
         self.rows = rows
         self.shown: tuple[bytes | None, str] = (None, "")
+        self.at = 0  # its place in the gallery's list
 
     def compose(self) -> ComposeResult:
         picture = Picture(self.shown[0])
@@ -130,7 +132,21 @@ class Gallery(Widget, can_focus=True):
                 slot.show(None, "")
                 slot.display = at < len(self.positions) or n == 0
             slot.set_class(at == self.selected and at < len(self.positions), "-selected")
+            slot.at = at
         self.post_message(self.Moved(self))
+
+    def on_click(self, event: events.Click) -> None:
+        """A click on a picture selects it; on the one selected, it shows it large (as enter does)."""
+        slot = next(
+            (w for w in (event.widget, *(event.widget.ancestors if event.widget else ())) if isinstance(w, Slot)), None
+        )
+        if slot is None or slot.at >= len(self.positions):
+            return
+        self.focus()
+        if slot.at == self.selected:
+            self.action_open()
+        else:
+            self._go(slot.at)
 
     def _go(self, to: int) -> None:
         if self.positions:
