@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shlex
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from fmnist_tui import paths
+from fmnist_tui.cards import LAUNCHED_BY
 from fmnist_tui.format import printable
 from fmnist_tui.runs import RunStore
 
@@ -135,7 +137,9 @@ def launch(job: Job | None, runs_dir: str | None = None, on_exit: Callable[[], N
             # -P: the installed package, never a fmnist_tui/ folder in the working directory
             [sys.executable, "-P", "-m", "fmnist_tui.cli.background", str(early)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_fd, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # The command a person typed (or the scheduler's), for the run's card: the process's own is ours.
+            env={**os.environ, "PYTHONUNBUFFERED": "1",
+                 LAUNCHED_BY: shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])},
         )  # fmt: skip
     finally:
         os.close(log_fd)

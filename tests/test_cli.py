@@ -182,7 +182,7 @@ def test_options_mean_the_same_before_and_after_the_command(tmp_path, tiny_prese
     (["--set", "epochs=1", "runs"], "--set does not apply to `fmnist-tui runs`"),
     (["--data-dir", "x", "keys"], "--data-dir does not apply to `fmnist-tui keys`"),
     (["--start", "runs"], "--start does not apply to `fmnist-tui runs`"),
-    (["run"], "run: give one of --preset NAME (a new run) or --resume RUN (more of one)"),
+    (["run"], "run: give one of --preset NAME (a new run), --like RUN (a new run with RUN's config) or --resume RUN"),
     (["run", "--preset", "tiny", "--resume", "x"], "run: give one of --preset NAME"),
 ])  # fmt: skip
 def test_an_option_a_command_does_not_take_is_refused(args, message):

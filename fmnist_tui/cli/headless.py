@@ -125,6 +125,10 @@ def run_headless(args, overrides: dict) -> int:
     from fmnist_tui.host import RunHost
 
     config = preset_config(args.presets_dir, args.preset, overrides) if args.preset else None
+    if args.like:
+        from fmnist_tui.cli.show import like_config
+
+        config = like_config(args, overrides)
     from fmnist_tui.cli.rank import follow_launcher, launcher_rank
 
     if launcher_rank() > 0:  # torchrun or SLURM started this command on every process: the first one reports

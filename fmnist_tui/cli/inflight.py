@@ -60,6 +60,10 @@ def cmd_detach(args, overrides: dict) -> int:
               data_dir=str(args.data_dir) if args.data_dir else None)  # fmt: skip
     if args.preset:
         job.config, job.overrides = preset_config(args.presets_dir, args.preset, overrides).model_dump(), {}
+    elif args.like:
+        from fmnist_tui.cli.show import like_config
+
+        job.config, job.overrides = like_config(args, overrides).model_dump(), {}
     try:
         started = start(job)
     except BackgroundError as err:

@@ -65,6 +65,8 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
              "(writes evaluation.json in the run folder)", ("data-dir", "runs-dir", "json")),
     "export": ("write a run's model as ONNX or TorchScript in its folder, checked against the checkpoint",
                ("data-dir", "runs-dir", "json")),
+    "show": ("a run's record: results, config, and how it was made (versions, device, data hashes, commit)",
+             ("runs-dir", "json")),
     "runs": ("list runs with their status and best metrics", ("runs-dir", "json")),
     "presets": ("list presets and their descriptions", ("presets-dir", "json")),
     "keys": ("list every config key with its help text", ("json",)),
@@ -97,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_options(p, names)
         if command == "run":
             p.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint (folder or name)")
+            p.add_argument("--like", metavar="RUN", help="a new run with RUN's config (--set changes it); says "
+                           "which versions or data files differ from RUN's")  # fmt: skip
             p.add_argument("--progress-every", type=seconds, metavar="SECONDS",
                            help="a progress line every SECONDS (default: 1 on a terminal, where it is redrawn "
                                 "in place; 30 into a file or pipe; 0: none, only epochs and the end)")  # fmt: skip
@@ -124,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                 p.add_argument("--yes", action="store_true", help="queue a sweep of more than 100 runs")
             p.add_argument("--slots", type=int, metavar="N",
                            help="runs at once from now on (default: one per GPU, or 1 on a CPU machine)")  # fmt: skip
-        elif command == "wait":
+        elif command in ("wait", "show"):
             p.add_argument("run", metavar="RUN", help="a run's folder, name or unique prefix")
         elif command in ("eval", "export"):
             p.add_argument("run", metavar="RUN", help="a run's folder, name or unique prefix")
@@ -163,8 +167,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         setattr(args, dest(name), getattr(args, dest(name), default))
     if args.start and args.command is not None:
         parser.error(f"--start does not apply to `fmnist-tui {args.command}`")
-    if args.command == "run" and (args.preset is None) == (getattr(args, "resume", None) is None):
-        parser.error("run: give one of --preset NAME (a new run) or --resume RUN (more of one)")
+    if args.command == "run" and sum(x is not None for x in (args.preset, args.resume, args.like)) != 1:
+        parser.error(
+            "run: give one of --preset NAME (a new run), --like RUN (a new run with RUN's config) "
+            "or --resume RUN (more of one)"
+        )
     return args
 
 
@@ -200,6 +207,10 @@ def _command(args: argparse.Namespace) -> int:
         from fmnist_tui.cli import inflight
 
         return getattr(inflight, f"cmd_{args.command}")(args)
+    if args.command == "show":
+        from fmnist_tui.cli.show import cmd_show
+
+        return cmd_show(args)
     if args.command == "eval":
         from fmnist_tui.cli.evaluate import cmd_eval
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from fmnist_tui import paths
 from fmnist_tui.config import ConfigError, RunConfig, with_overrides
-from fmnist_tui.engine import ranks, tensorboard
+from fmnist_tui.engine import card, ranks, tensorboard
 from fmnist_tui.engine.control import Controls, ControlServer
 from fmnist_tui.engine.eventlog import FILE as EVENTS
 from fmnist_tui.engine.eventlog import EventLog
@@ -255,6 +255,11 @@ def _train(
         # elsewhere needs the same input scaling.
         config = with_overrides(config, {"norm_mean": data.mean, "norm_std": data.std}, "normalisation")
         run_dir.write_config(config, seg.history)
+    if not seg.scratch:  # how this start was made: versions, device, data hashes, commit (card.json)
+        try:
+            card.record(run_dir.path, config, data.data_dir, seg.step)
+        except OSError as err:
+            log.warning(f"card.json not written: {failure_text(err)}")
     if metrics.copy:
         metrics.copy.config(config.model_dump())
     run_dir.write_summary(world_size=config.world_size)

@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
+from fmnist_tui.cards import card_lines, read_cards
 from fmnist_tui.format import clock, date, epoch_number, num, pct, printable
 from fmnist_tui.metrics import read_metrics
 from fmnist_tui.runs import RunInfo
@@ -91,3 +92,6 @@ class RunDetailScreen(Screen):
             config.add_row(printable(key), printable(repr(value) if isinstance(value, str) else value))
         for n, entry in enumerate(self.info.history, 1):  # each resume: when, from which step, what it changed
             config.add_row(f"resume {n}", printable(entry))
+        for n, card in enumerate(read_cards(self.info.path)):  # how each start was made (card.json)
+            for what, value in card_lines(card):
+                config.add_row(f"{'made' if n == 0 else f'resume {n}'}: {what}", value)
