@@ -16,6 +16,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import threading
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -107,8 +108,27 @@ def make_card(config: RunConfig, data_folder: Path, step: int = 0) -> dict:
 
 def record(run: Path, config: RunConfig, data_folder: Path, step: int = 0) -> None:
     """Add this start's card to the run's card.json (a card that cannot be read is started anew)."""
-    cards = read_cards(run)
-    cards.append(make_card(config, data_folder, step))
     import json
 
+    cards = read_cards(run)
+    cards.append(make_card(config, data_folder, step))
     write_atomic(run / FILE, json.dumps({"version": VERSION, "segments": cards}, indent=1, default=str) + "\n")
+
+
+class Recording(threading.Thread):
+    """`record` beside the run: hashing the 55 MB of data takes a second here (1.2 s on 2 cores),
+    which the run's start should not wait for. `finish` waits for it and says what went wrong."""
+
+    def __init__(self, run: Path, config: RunConfig, data_folder: Path, step: int) -> None:
+        super().__init__(name="card", daemon=True)
+        self.args, self.problem = (run, config, data_folder, step), ""
+
+    def run(self) -> None:
+        try:
+            record(*self.args)
+        except Exception as err:  # noqa: BLE001 - a card that cannot be written never fails the run
+            self.problem = f"card.json not written: {type(err).__name__}: {err}"
+
+    def finish(self, timeout_s: float = 60.0) -> str:
+        self.join(timeout_s)
+        return "card.json not written: hashing the data took too long" if self.is_alive() else self.problem

@@ -148,6 +148,8 @@ def _train_segment(seg: Segment, sink: Sink, stop_event: threading.Event, contro
         except BaseException as err:  # noqa: BLE001 - reported below, never lost
             end = _ended_by(err, sink, stop_event, seg)
         finally:
+            if seg.card is not None and (problem := seg.card.finish()):
+                log.warning(problem)
             if seg.ranks is not None:  # the other DDP processes end with this one (finished: on their own)
                 seg.ranks.close(wait_s=60.0 if end.get("status") == "finished" else 5.0)
             torch.set_num_threads(threads_before)
@@ -256,10 +258,8 @@ def _train(
         config = with_overrides(config, {"norm_mean": data.mean, "norm_std": data.std}, "normalisation")
         run_dir.write_config(config, seg.history)
     if not seg.scratch:  # how this start was made: versions, device, data hashes, commit (card.json)
-        try:
-            card.record(run_dir.path, config, data.data_dir, seg.step)
-        except OSError as err:
-            log.warning(f"card.json not written: {failure_text(err)}")
+        seg.card = card.Recording(run_dir.path, config, data.data_dir, seg.step)
+        seg.card.start()
     if metrics.copy:
         metrics.copy.config(config.model_dump())
     run_dir.write_summary(world_size=config.world_size)

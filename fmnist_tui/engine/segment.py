@@ -51,6 +51,7 @@ class Segment:
     scratch: bool = False  # a DDP process other than the first: its folder is scratch, the run's is not its own
     report: Any = None  # the sink the run reports to, once it trains
     stop_test: dict = field(default_factory=dict)  # a run stopped by its user: the test of its weights
+    card: Any = None  # the thread writing this start's card.json (engine/card.py)
 
     @property
     def resumed(self) -> bool:
