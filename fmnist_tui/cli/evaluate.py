@@ -47,8 +47,8 @@ def cmd_eval(args) -> int:
     epoch = epoch_number(evaluation.epoch)
     print(f"{info.name}: {evaluation.checkpoint}" + (f" (epoch {epoch}, step {evaluation.step})" if epoch else ""))
     print(f"test accuracy {pct(evaluation.accuracy)}  loss {evaluation.loss:.4f}  "
-          f"on {evaluation.images} images, {len(evaluation.misclassified)} misclassified  "
-          f"({evaluation.seconds:.2f} s to evaluate, {time.perf_counter() - started:.2f} s in all)")  # fmt: skip
+          f"on {evaluation.images:,} images, {len(evaluation.misclassified):,} misclassified")  # fmt: skip
+    print(f"{evaluation.seconds:.2f} s to evaluate, {time.perf_counter() - started:.2f} s in all")
     print()
     print(confusion_text(evaluation))
     print(f"\nwritten: {printable(info.path / FILE)}", file=sys.stderr)

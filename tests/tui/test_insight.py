@@ -41,6 +41,8 @@ def open_insight(keys: tuple[str, ...] = ()):
                 break
             await pilot.pause(0.02)
         await pilot.pause()
+        app.screen.query_one(ConfusionGrid).focus()  # as tab does from the tabs
+        await pilot.pause()
         for key in keys:
             await pilot.press(key)
         await pilot.pause(0.1)
@@ -76,6 +78,10 @@ async def test_cells_filter_pages_and_enlarge(insight_env):
             app.screen.query_one(Gallery),
         )
         assert grid.has_focus and grid.cursor == (6, 0)  # the most frequent confusion first
+        await pilot.press("shift+tab", "right")  # the tabs keep the arrows: to Config, and back
+        assert app.screen.query_one("#detail-tabs").active == "tab-config"
+        await pilot.press("left", "tab")
+        assert grid.has_focus
         assert len(gallery.positions) == 40 and gallery.per_page == 4  # all the mistakes, 2x2 at 120x40
         confidences = [view.evaluation.misclassified[p].confidence for p in gallery.positions]
         assert confidences == sorted(confidences, reverse=True)
@@ -243,3 +249,14 @@ def test_an_evaluation_of_weights_that_changed_says_so(tmp_path):
     (run / "metrics.csv").write_text(header + rows + "epoch,5,5160,0.2,0.2,0.91,0.001,1,,,\n")
     note = evaluation.outdated(evaluation.read(run), run)
     assert "best.ckpt has changed since this evaluation (step 4300, now 5160)" in note and "fmnist-tui eval" in note
+
+
+async def test_home_and_end_reach_the_ends_of_the_gallery(insight_env):
+    app = make_app(**insight_env)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_insight(("enter",))(pilot)  # Shirt taken for a T-shirt: 20 images, one a page here
+        gallery = app.screen.query_one(Gallery)
+        await pilot.press("end")
+        assert gallery.selected == 19 and gallery.where() == "20/20"
+        await pilot.press("home")
+        assert gallery.selected == 0

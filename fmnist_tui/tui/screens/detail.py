@@ -74,8 +74,6 @@ class RunDetailScreen(Screen):
         # 30 rows the summary above the tabs makes way for it.
         insight = event.pane.id == "tab-insight"
         self.query_one("#detail-summary").set_class(insight, "-insight")
-        if insight:
-            self.query_one(InsightView).focus_grid()
 
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.height < 30, "-short")

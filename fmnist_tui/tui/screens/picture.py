@@ -10,8 +10,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from fmnist_tui.evaluation import CLASSES, Evaluation, Images
+from fmnist_tui.evaluation import CLASSES, SIDE, Evaluation, Images
 from fmnist_tui.tui.pictures import Picture
+from fmnist_tui.tui.widgets.footer import AppFooter
 
 BAR = 16
 ABOUT = 36  # columns for the text beside the picture
@@ -36,6 +37,19 @@ def top3_text(evaluation: Evaluation, position: int, where: str) -> Text:
     return text
 
 
+def short_text(evaluation: Evaluation, position: int, where: str) -> Text:
+    """The same in three lines, under the picture in a small terminal."""
+    mistake = evaluation.misclassified[position]
+    text = Text()
+    text.append(CLASSES[mistake.true], style="bold green")
+    text.append(" as ")
+    text.append(CLASSES[mistake.predicted], style="bold red")
+    text.append(f" · {where}\n")
+    text.append(" · ".join(f"{CLASSES[k]} {p:.1%}" for k, p in mistake.top3))
+    text.append("\n← → the others · esc back", style="dim")
+    return text
+
+
 class PictureScreen(ModalScreen[int]):
     """Dismissed with the place in the list it was left at."""
 
@@ -50,20 +64,23 @@ class PictureScreen(ModalScreen[int]):
     PictureScreen.-narrow #about { width: 100%; }
     """
     BINDINGS = [
-        Binding("escape,enter,q", "back", "Back"),
+        Binding("escape,enter", "back", "Back"),
         Binding("left", "step(-1)", "Previous"),
         Binding("right", "step(1)", "Next"),
+        Binding("q", "app.quit", "Quit"),
     ]
 
     def __init__(self, evaluation: Evaluation, images: Images, positions: list[int], at: int) -> None:
         super().__init__()
         self.evaluation, self.images, self.positions, self.at = evaluation, images, positions, at
+        self.compact = False  # a small terminal: the caption under the picture, in three lines
 
     def compose(self) -> ComposeResult:
         with Horizontal():
             yield Picture(id="big")
             with Vertical(id="about"):
                 yield Static("", id="about-text")
+        yield AppFooter()  # this view's keys, not those of the screen under it
 
     def on_mount(self) -> None:
         self._fit(self.app.size.width, self.app.size.height)
@@ -73,24 +90,28 @@ class PictureScreen(ModalScreen[int]):
         self._fit(event.size.width, event.size.height)
 
     def _fit(self, width: int, height: int) -> None:
-        """As large as fits beside the text (below it, in a narrow terminal): twice as many columns as rows."""
-        narrow = width < 2 * 10 + 2 + ABOUT + 4
-        self.set_class(narrow, "-narrow")
-        if narrow:  # the picture above the text, in the rows the text leaves
-            rows = max(4, min(28, height - 15, (width - 4) // 2))
-            box_width = min(width, max(ABOUT, 2 * rows) + 4)
+        """As large as fits, twice as many columns as rows: beside the full text when that leaves it
+        14 rows or more (the gallery's size), else above a three-line caption."""
+        rows = min(28, height - 4, (width - ABOUT - 8) // 2)
+        self.compact = rows < SIDE // 2
+        self.set_class(self.compact, "-narrow")
+        if self.compact:
+            rows = max(4, min(28, height - 8, (width - 6) // 2))
+            box_width = min(width, max(2 * rows, 40) + 4)
         else:
-            rows = max(7, min(28, height - 4, (width - ABOUT - 8) // 2))
             box_width = 2 * rows + 2 + ABOUT + 4  # margin, border and padding
         picture = self.query_one("#big", Picture)
         picture.styles.width, picture.styles.height = 2 * rows, rows
         self.query_one(Horizontal).styles.width = box_width
+        if self.is_mounted:
+            self._show()
 
     def _show(self) -> None:
         position = self.positions[self.at]
         self.query_one("#big", Picture).show(self.images.pixels(position))
-        where = f"{self.at + 1} of {len(self.positions)}"
-        self.query_one("#about-text", Static).update(top3_text(self.evaluation, position, where))
+        where = f"{self.at + 1:,} of {len(self.positions):,}"
+        text = short_text if self.compact else top3_text
+        self.query_one("#about-text", Static).update(text(self.evaluation, position, where))
 
     def action_back(self) -> None:
         self.dismiss(self.at)

@@ -123,8 +123,6 @@ class RunScreen(AppScreen):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "tab-chart":
             self.sync(force=True)  # charts are not drawn while hidden
-        elif event.pane.id == "tab-insight":
-            self.query_one(InsightView).focus_grid()
         self._make_room()
 
     def _make_room(self) -> None:

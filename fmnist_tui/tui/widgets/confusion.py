@@ -159,5 +159,5 @@ class RecallBars(Widget):
                 bar = "█" * int(filled) + (BLOCKS[int((filled % 1) * 8)] if filled < bar_width else "")
                 text.append(f"{SHORT[k]:<6}")
                 text.append(f"{bar:<{bar_width}}", style="bold red" if k == worst else "green")
-                text.append(f"{recall:>6.1%} ")
+                text.append(f"{recall:>6.1%}{'◂' if k == worst else ' '}")  # the worst marked without colour too
         return text

@@ -67,6 +67,8 @@ class Gallery(Widget, can_focus=True):
         Binding("down", "move_row(1)", "Down", show=False),
         Binding("pageup", "move_page(-1)", "Page up", show=False),
         Binding("pagedown", "move_page(1)", "Page down", show=False),
+        Binding("home", "go(0)", "First", show=False),
+        Binding("end", "go(-1)", "Last", show=False),
         Binding("enter", "open", "Enlarge"),
     ]
 
@@ -153,6 +155,9 @@ class Gallery(Widget, can_focus=True):
             self.selected = max(0, min(len(self.positions) - 1, to))
             self._draw()
 
+    def action_go(self, at: int) -> None:
+        self._go(at if at >= 0 else len(self.positions) - 1)
+
     def action_move(self, step: int) -> None:
         self._go(self.selected + step)
 
@@ -161,6 +166,9 @@ class Gallery(Widget, can_focus=True):
 
     def action_move_page(self, step: int) -> None:
         self._go(self.selected + step * self.per_page)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        return bool(self.positions) if action == "open" else True  # nothing to enlarge: no key in the footer
 
     def action_open(self) -> None:
         if self.positions:

@@ -118,8 +118,6 @@ class InsightView(Widget):
         self.query_one(ConfusionGrid).show(e, title)
         self.query_one(RecallBars).show(e)
         self._filter(None)
-        if self.region.width:  # shown now (not a hidden tab): the keys go to the matrix
-            self.query_one(ConfusionGrid).focus()
 
     def _filter(self, cell: tuple[int, int] | None) -> None:
         assert self.evaluation is not None
@@ -146,14 +144,19 @@ class InsightView(Widget):
         event.stop()
         gallery = event.gallery
         if self.filter is None and not gallery.positions:
-            what = "no mistakes: every test image was classified right"
+            what = "no mistakes: every image right"
         elif self.filter is None:
             what = f"all {len(gallery.positions):,} mistakes, most confident first"
         else:
             t, p = self.filter
             what = f"{CLASSES[t]} taken for {CLASSES[p]}"
-        keys = "enter: enlarge · esc: all" if self.filter else "enter on a cell: its images"
-        self.query_one("#insight-where", Static).update(f"{what}\n{gallery.where()} · {keys}")
+        if not gallery.positions:
+            keys = "esc: all" if self.filter else ""
+        elif self.filter:
+            keys = "enter: enlarge · esc: all"
+        else:
+            keys = "tab: to the matrix, enter on a cell: its images"
+        self.query_one("#insight-where", Static).update(f"{what}\n{gallery.where()}{' · ' + keys if keys else ''}")
 
     def on_gallery_opened(self, event: Gallery.Opened) -> None:
         event.stop()
@@ -166,11 +169,6 @@ class InsightView(Widget):
                     gallery.select(at)
 
             self.app.push_screen(PictureScreen(self.evaluation, self.images, event.positions, event.at), back)
-
-    def focus_grid(self) -> None:
-        """On showing the tab: the keys go to the matrix (shift+tab goes back to the tabs)."""
-        if self.evaluation is not None:
-            self.query_one(ConfusionGrid).focus()
 
     def action_show_all(self) -> None:
         self._filter(None)
