@@ -29,7 +29,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fmnist_tui.files import write_atomic
+from fmnist_tui.files import leftovers, write_atomic
 from fmnist_tui.format import printable
 
 FILE = "evaluation.json"
@@ -184,14 +184,15 @@ def write(run: Path, evaluation: Evaluation, images: bytes) -> None:
     except BaseException:
         (run / evaluation.images_file).unlink(missing_ok=True)  # the old pair stays as it was
         raise
-    # Older images, and what a kill left mid-write (write_atomic's temporary names): the writer's to remove.
-    leftovers = [*run.glob("evaluation-images-*.idx"), *run.glob(".evaluation*.tmp")]
-    for old in leftovers:
-        if old.name != evaluation.images_file and (IMAGES.fullmatch(old.name) or old.name.endswith(".tmp")):
-            try:
-                old.unlink()
-            except OSError:
-                pass
+    # Older images, and what a kill left mid-write: the writer's to remove.
+    older = [
+        p for p in run.glob("evaluation-images-*.idx") if p.name != evaluation.images_file and IMAGES.fullmatch(p.name)
+    ]
+    for old in [*older, *leftovers(run / FILE), *run.glob(".evaluation-images-*.idx.*.tmp")]:
+        try:
+            old.unlink()
+        except OSError:
+            pass
 
 
 def read(run: Path) -> Evaluation:

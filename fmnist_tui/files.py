@@ -7,6 +7,7 @@ No torch, no textual.
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -40,6 +41,11 @@ def free_name(path: Path) -> Path:
         n += 1
         candidate = path.with_name(f"{path.name}-{n}")
     return candidate
+
+
+def leftovers(path: Path) -> list[Path]:
+    """The temporary files `write_atomic(path, ...)` leaves when killed mid-write (its writer's to remove)."""
+    return list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:

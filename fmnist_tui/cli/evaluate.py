@@ -6,30 +6,22 @@ import sys
 import time
 
 from fmnist_tui.cli.inflight import find_run, take_run
-from fmnist_tui.cli.output import error, print_json, warn
+from fmnist_tui.cli.output import engine_warnings, error, print_json, warn
 from fmnist_tui.evaluation import FILE, confusion_text
 from fmnist_tui.files import DiskFull
 from fmnist_tui.format import epoch_number, pct, printable
 
 
 def cmd_eval(args) -> int:
-    import pytorch_lightning  # noqa: F401 - its import attaches stderr handlers that route_logs replaces
-
     from fmnist_tui.engine.evaluation import evaluate_run
-    from fmnist_tui.engine.events import LogLine
     from fmnist_tui.engine.idx import DataError
-    from fmnist_tui.engine.logs import route_logs
 
     info = find_run(args.runs_dir, args.run)
     run_dir = take_run(info, "evaluated")  # evaluation.json is part of the run's record: one writer at a time
 
-    def sink(event) -> None:
-        if isinstance(event, LogLine) and event.level in ("WARNING", "ERROR"):
-            warn(event.text)
-
     started = time.perf_counter()
     try:
-        with route_logs(sink):
+        with engine_warnings():
             evaluation, note = evaluate_run(info.path, args.checkpoint, args.data_dir)
     except DataError as err:
         return error(str(err))

@@ -6,7 +6,7 @@ import math
 import sys
 
 from fmnist_tui.cli.inflight import find_run, take_run
-from fmnist_tui.cli.output import error, print_json, warn
+from fmnist_tui.cli.output import engine_warnings, error, print_json
 from fmnist_tui.files import DiskFull
 from fmnist_tui.format import epoch_number, printable
 
@@ -33,21 +33,13 @@ def cmd_export(args) -> int:
 
 
 def export_locked(args, info) -> int:
-    import pytorch_lightning  # noqa: F401 - its import attaches stderr handlers that route_logs replaces
-
-    from fmnist_tui.engine.events import LogLine
     from fmnist_tui.engine.export import CheckFailed, ExportError, export_run, file_name
     from fmnist_tui.engine.idx import DataError
-    from fmnist_tui.engine.logs import route_logs
 
     target = info.path / file_name(args.checkpoint, args.format)
 
-    def sink(event) -> None:
-        if isinstance(event, LogLine) and event.level in ("WARNING", "ERROR"):
-            warn(event.text)
-
     try:
-        with route_logs(sink):
+        with engine_warnings():
             result = export_run(info.path, args.checkpoint, args.format, args.data_dir)
     except CheckFailed as err:
         error(str(err))

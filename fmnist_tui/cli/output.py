@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from typing import Any
 
 from fmnist_tui.format import printable
@@ -50,6 +51,23 @@ def warn(message: str) -> None:
         print(f"warning: {printable(message)}", file=sys.stderr)
     except (OSError, ValueError, AttributeError):
         pass
+
+
+@contextmanager
+def engine_warnings():
+    """Lightning's chatter off the terminal; the engine's warnings and errors as `warning:` lines
+    (for commands that run a Trainer briefly: eval, export)."""
+    import pytorch_lightning  # noqa: F401 - its import attaches stderr handlers that route_logs replaces
+
+    from fmnist_tui.engine.events import LogLine
+    from fmnist_tui.engine.logs import route_logs
+
+    def sink(event) -> None:
+        if isinstance(event, LogLine) and event.level in ("WARNING", "ERROR"):
+            warn(event.text)
+
+    with route_logs(sink):
+        yield
 
 
 def preset_config(presets_dirs, name: str, overrides: dict[str, Any]):

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from fmnist_tui import paths
-from fmnist_tui.files import write_atomic
-from fmnist_tui.format import printable
+from fmnist_tui.files import leftovers, write_atomic
+from fmnist_tui.format import failure_text, printable
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 CHECK_IMAGES = 1000
@@ -233,9 +233,8 @@ def forget(path: Path) -> str:
 
 
 def clear_leftovers(path: Path) -> None:
-    """Temporary files of an export that was killed mid-write (write_atomic's names): ours to remove,
-    since the caller holds the run's writer lock."""
-    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+    """What an export killed mid-write left: ours to remove, since the caller holds the run's writer lock."""
+    for leftover in leftovers(path):
         try:
             leftover.unlink()
         except OSError:
@@ -243,5 +242,4 @@ def clear_leftovers(path: Path) -> None:
 
 
 def first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return printable(lines[0])[:300] if lines else type(err).__name__
+    return printable(failure_text(err))[:300]

@@ -9,31 +9,39 @@ from pathlib import Path
 from fmnist_tui.metrics import MetricsWriter
 
 
+def test_pass(trainer, module, data, metrics: MetricsWriter, ckpt_path: str | None, weights: str, epoch: int,
+              step: int, run: Path | None):  # fmt: skip
+    """One test of `weights` ("best" or "last"): its metrics.csv row, and evaluation.json in `run` (the first
+    process) from the same pass. Returns the module's TestResult."""
+    from fmnist_tui.engine import evaluation
+
+    started = time.perf_counter()
+    trainer.test(module, datamodule=data, ckpt_path=ckpt_path, verbose=False, weights_only=True)
+    result = module.test_result  # the run's figure and evaluation.json, one pass
+    seconds = round(time.perf_counter() - started, 3)
+    metrics.row("test", epoch=epoch, step=step, test_loss=result.loss, test_acc=result.accuracy, seconds=seconds,
+                weights=weights)  # fmt: skip
+    if run is not None and trainer.is_global_zero:
+        evaluation.write_at_end(run, module, data, f"{weights}.ckpt", epoch, step, seconds)
+    return result
+
+
 def measure_test(trainer, module, data, checkpoints, metrics: MetricsWriter, run: Path | None = None) -> dict:
     """Test best.ckpt's weights, and the final weights too when they are not the same.
     Each figure is labelled with the epoch and step the tested file itself records.
     Under DDP the first process decides which files, and every process tests them.
     The first process writes evaluation.json into `run` from the test of the figure reported."""
-    from fmnist_tui.engine import evaluation
     from fmnist_tui.engine.checkpoint import read_point
     from fmnist_tui.runs import RunStoreError
 
     final_epoch, final_step = trainer.current_epoch - 1, trainer.global_step
     distributed = trainer.world_size > 1
 
-    def test(
-        weights: str, epoch: int, step: int, ckpt_path: str | None = None, evaluate: bool = True
-    ) -> tuple[float, float]:
-        started = time.perf_counter()
+    def test(weights: str, epoch: int, step: int, ckpt_path: str | None = None, evaluate: bool = True):
         if distributed and ckpt_path is None:  # the others' batch-norm statistics are not quite the saved ones
             ckpt_path = str(checkpoints.last)
-        trainer.test(module, datamodule=data, ckpt_path=ckpt_path, verbose=False, weights_only=True)
-        acc, loss = module.test_result.accuracy, module.test_result.loss  # what evaluation.json says too
-        seconds = round(time.perf_counter() - started, 3)
-        metrics.row("test", epoch=epoch, step=step, test_loss=loss, test_acc=acc, seconds=seconds, weights=weights)
-        if evaluate and run is not None and trainer.is_global_zero:
-            evaluation.write_at_end(run, module, data, f"{weights}.ckpt", epoch, step, seconds)
-        return acc, loss
+        result = test_pass(trainer, module, data, metrics, ckpt_path, weights, epoch, step, run if evaluate else None)
+        return result.accuracy, result.loss
 
     best = None  # (epoch, step) of best.ckpt, as the file itself records them
     if trainer.is_global_zero and checkpoints.best_step is not None:
@@ -74,7 +82,6 @@ def evaluate_stopped(trainer, module, data, checkpoints, reporter, metrics: Metr
     """A run its user stopped is tested too: best.ckpt, or last.ckpt (saved at the stop) when no
     epoch was validated. Its figures go where a finished run's do (summary, metrics.csv,
     evaluation.json), naming the file. Every DDP process stopped at the same step, so all test here."""
-    from fmnist_tui.engine import evaluation
     from fmnist_tui.engine.checkpoint import read_point
     from fmnist_tui.runs import RunStoreError
 
@@ -88,14 +95,6 @@ def evaluate_stopped(trainer, module, data, checkpoints, reporter, metrics: Metr
     except RunStoreError:
         return {}
     reporter.stop_checks = False  # the stop was asked for already: the test must not stop itself
-    started = time.perf_counter()
-    trainer.test(module, datamodule=data, ckpt_path=str(path), verbose=False, weights_only=True)
-    result = module.test_result
-    seconds = round(time.perf_counter() - started, 3)
-    weights = path.stem  # "best" or "last"
-    metrics.row("test", epoch=point.epoch, step=point.step, test_loss=result.loss, test_acc=result.accuracy,
-                seconds=seconds, weights=weights)  # fmt: skip
-    if run is not None and trainer.is_global_zero:
-        evaluation.write_at_end(run, module, data, path.name, point.epoch, point.step, seconds)
+    result = test_pass(trainer, module, data, metrics, str(path), path.stem, point.epoch, point.step, run)
     return dict(test_acc=result.accuracy, test_loss=result.loss, test_checkpoint=path.name, test_epoch=point.epoch,
                 test_step=point.step)  # fmt: skip

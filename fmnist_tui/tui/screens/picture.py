@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from fmnist_tui.evaluation import CLASSES, SIDE, Evaluation, Images
+from fmnist_tui.evaluation import CLASSES, SIDE, Evaluation, Images, Mistake
 from fmnist_tui.tui.pictures import Picture
 from fmnist_tui.tui.widgets.footer import AppFooter
 
@@ -18,12 +18,18 @@ BAR = 16
 ABOUT = 36  # columns for the text beside the picture
 
 
-def top3_text(evaluation: Evaluation, position: int, where: str) -> Text:
-    mistake = evaluation.misclassified[position]
+def pair(mistake: Mistake, joiner: str) -> Text:
+    """'Shirt taken for T-shirt/top': the true class green, the predicted one red."""
     text = Text()
     text.append(CLASSES[mistake.true], style="bold green")
-    text.append(" taken for ")
+    text.append(joiner)
     text.append(CLASSES[mistake.predicted], style="bold red")
+    return text
+
+
+def top3_text(evaluation: Evaluation, position: int, where: str) -> Text:
+    mistake = evaluation.misclassified[position]
+    text = pair(mistake, " taken for ")
     text.append(f"\ntest image {mistake.index} · {where}\n\nthe model's top 3:\n", style="dim")
     for k, p in mistake.top3:
         filled = round(p * BAR)
@@ -40,10 +46,7 @@ def top3_text(evaluation: Evaluation, position: int, where: str) -> Text:
 def short_text(evaluation: Evaluation, position: int, where: str) -> Text:
     """The same in three lines, under the picture in a small terminal."""
     mistake = evaluation.misclassified[position]
-    text = Text()
-    text.append(CLASSES[mistake.true], style="bold green")
-    text.append(" as ")
-    text.append(CLASSES[mistake.predicted], style="bold red")
+    text = pair(mistake, " as ")
     text.append(f" · {where}\n")
     text.append(" · ".join(f"{CLASSES[k]} {p:.1%}" for k, p in mistake.top3))
     text.append("\n← → the others · esc back", style="dim")

@@ -148,24 +148,24 @@ class Gallery(Widget, can_focus=True):
         if slot.at == self.selected:
             self.action_open()
         else:
-            self._go(slot.at)
+            self.go(slot.at)
 
-    def _go(self, to: int) -> None:
+    def go(self, to: int) -> None:
         if self.positions:
             self.selected = max(0, min(len(self.positions) - 1, to))
             self._draw()
 
     def action_go(self, at: int) -> None:
-        self._go(at if at >= 0 else len(self.positions) - 1)
+        self.go(at if at >= 0 else len(self.positions) - 1)
 
     def action_move(self, step: int) -> None:
-        self._go(self.selected + step)
+        self.go(self.selected + step)
 
     def action_move_row(self, step: int) -> None:
-        self._go(self.selected + step * self.columns)
+        self.go(self.selected + step * self.columns)
 
     def action_move_page(self, step: int) -> None:
-        self._go(self.selected + step * self.per_page)
+        self.go(self.selected + step * self.per_page)
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         return bool(self.positions) if action == "open" else True  # nothing to enlarge: no key in the footer
@@ -173,10 +173,6 @@ class Gallery(Widget, can_focus=True):
     def action_open(self) -> None:
         if self.positions:
             self.post_message(self.Opened(self.positions, self.selected))
-
-    def select(self, at: int) -> None:
-        """Where the large view was left: the gallery goes on from there."""
-        self._go(at)
 
     def where(self) -> str:
         if not self.positions:

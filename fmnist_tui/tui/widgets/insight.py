@@ -166,7 +166,7 @@ class InsightView(Widget):
 
             def back(at: int | None) -> None:
                 if at is not None and gallery.positions is shown:
-                    gallery.select(at)
+                    gallery.go(at)  # where the large view was left: the gallery goes on from there
 
             self.app.push_screen(PictureScreen(self.evaluation, self.images, event.positions, event.at), back)
 
