@@ -7,6 +7,7 @@
         checkpoints/    last.ckpt (end of the latest epoch, or the stop), best.ckpt
         events.jsonl    the engine's events, one JSON object a line (engine/eventlog.py)
         run.log         the output of a background run's process (background.py)
+        note.txt        a person's note on the run (notes.py); <runs>/.trash/ holds deleted runs (trash.py)
         writer.lock     held (flock) by the one process writing the run, for its whole life
         control.sock    its controls while it runs (engine/control.py)
 

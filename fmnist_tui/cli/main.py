@@ -67,6 +67,8 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
                ("data-dir", "runs-dir", "json")),
     "show": ("a run's record: results, config, and how it was made (versions, device, data hashes, commit)",
              ("runs-dir", "json")),
+    "compare": ("2 to 6 runs side by side: status, best val, test acc, time, epochs, and the config keys "
+                "that differ", ("runs-dir", "json")),
     "runs": ("list runs with their status and best metrics", ("runs-dir", "json")),
     "presets": ("list presets and their descriptions", ("presets-dir", "json")),
     "keys": ("list every config key with its help text", ("json",)),
@@ -128,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                 p.add_argument("--yes", action="store_true", help="queue a sweep of more than 100 runs")
             p.add_argument("--slots", type=int, metavar="N",
                            help="runs at once from now on (default: one per GPU, or 1 on a CPU machine)")  # fmt: skip
+        elif command == "compare":
+            p.add_argument("runs", nargs="+", metavar="RUN", help="a run's folder, name or unique prefix (2 to 6)")
         elif command in ("wait", "show"):
             p.add_argument("run", metavar="RUN", help="a run's folder, name or unique prefix")
         elif command in ("eval", "export"):
@@ -211,6 +215,10 @@ def _command(args: argparse.Namespace) -> int:
         from fmnist_tui.cli.show import cmd_show
 
         return cmd_show(args)
+    if args.command == "compare":
+        from fmnist_tui.cli.compare import cmd_compare
+
+        return cmd_compare(args)
     if args.command == "eval":
         from fmnist_tui.cli.evaluate import cmd_eval
 

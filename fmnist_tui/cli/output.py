@@ -24,7 +24,7 @@ def error(message: str) -> int:
 
 def print_json(value: Any) -> None:
     """One JSON document on stdout (non-finite numbers, which JSON cannot hold, as null)."""
-    print(json.dumps(finite(value), indent=2, ensure_ascii=False))
+    print(json.dumps(finite(value), indent=2, ensure_ascii=False, default=str))  # TOML dates as text
 
 
 def finite(value: Any) -> Any:

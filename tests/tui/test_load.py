@@ -86,4 +86,4 @@ async def test_the_runs_screen_lists_1000_runs(presets_dir, tmp_path, wait):
         table = app.screen.query_one("#runs-table", DataTable)
         await wait(pilot, lambda: table.row_count == 1_000)
         assert "1000 runs" in str(app.screen.query_one("#runs-folder").render())
-        assert {str(table.get_row_at(i)[1]) for i in range(3)} == {"finished", "stopped", "failed"}
+        assert {str(table.get_row_at(i)[2]) for i in range(3)} == {"finished", "stopped", "failed"}

@@ -61,8 +61,8 @@ async def test_run_updates_live_then_finishes_and_is_listed(presets_dir, tmp_pat
         await wait(pilot, lambda: isinstance(app.screen, RunsScreen))
         listing = app.screen.query_one("#runs-table")
         assert listing.row_count == 1
-        assert "finished" in str(listing.get_row_at(0)[1])
-        assert str(listing.get_row_at(0)[0]) == next(runs.iterdir()).name  # the name --resume takes
+        assert "finished" in str(listing.get_row_at(0)[2])
+        assert str(listing.get_row_at(0)[1]) == next(runs.iterdir()).name  # the name --resume takes
         await pilot.press("enter")
         await wait(pilot, lambda: isinstance(app.screen, RunDetailScreen))
         detail = app.screen

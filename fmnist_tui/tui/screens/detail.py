@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 from fmnist_tui.cards import card_lines, read_cards
 from fmnist_tui.format import clock, date, epoch_number, num, pct, printable
 from fmnist_tui.metrics import read_metrics
+from fmnist_tui.notes import read_note
 from fmnist_tui.runs import RunInfo
 from fmnist_tui.tui.epochs import EpochRow
 from fmnist_tui.tui.widgets.charts import MetricsChart
@@ -40,6 +41,9 @@ def summary_text(info: RunInfo) -> Text:
         text.append(f"\nlast weights{weights_label(info, 'last_')}: test acc {pct(info.get('last_test_acc'))}")
     if info.get("error"):
         text.append(f"\n{info.text('error')}", style="red")
+    note = read_note(info.path)
+    if note:
+        text.append(f"\n✎ {note}", style="italic")
     for problem in info.problems:
         text.append(f"\n{problem}", style="red")
     text.append(f"\n{printable(info.path)}", style="dim")

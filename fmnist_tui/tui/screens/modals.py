@@ -1,4 +1,4 @@
-"""Small dialogs: confirm a question, quit with a run in progress, set the lr, name a new preset."""
+"""Small dialogs: confirm a question, quit with a run in progress, set the lr, name a new preset, a run's note."""
 
 from __future__ import annotations
 
@@ -172,6 +172,34 @@ class PresetNameScreen(ModalScreen[str | None]):
     def _ok(self) -> None:
         if self._check():
             self.dismiss(self.query_one(Input).value.strip())
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class NoteScreen(ModalScreen[str | None]):
+    """Asks for a run's note (empty removes it)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, run: str, current: str) -> None:
+        super().__init__()
+        self.run, self.current = run, current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(f"A note on {self.run} (shown in the runs list, found by its filter):",
+                         classes="dialog-text", markup=False)  # fmt: skip
+            yield Input(self.current, id="note-text", placeholder="e.g. baseline for the lr sweep", max_length=500)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Save (enter)", id="ok", variant="success", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#ok")
+    def _ok(self) -> None:
+        self.dismiss(self.query_one(Input).value)
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
