@@ -59,6 +59,7 @@ class Entry:
     started: str | None = None
     ended: str | None = None
     launch: str = ""  # the token of the process last sent to start it: only that one may run it
+    command: str = ""  # what queued it (`fmnist-tui sweep ...`, the app): the run's card says "started by" that
 
     @property
     def preset(self) -> str:
@@ -177,7 +178,7 @@ class Queue:
             stored = 1
         return max([stored, *(e.id + 1 for e in loaded.entries)])
 
-    def add(self, configs: list[tuple[dict[str, Any], str]], sweep: str = "") -> list[Entry]:
+    def add(self, configs: list[tuple[dict[str, Any], str]], sweep: str = "", command: str = "") -> list[Entry]:
         """Queue (config, label) pairs, in order, all or none; each config is validated first."""
         for values, label in configs:
             try:
@@ -187,7 +188,10 @@ class Queue:
         now = datetime.now().isoformat(timespec="seconds")
         with self.edit() as loaded:
             first = self._next_id(loaded)
-            new = [Entry(first + i, values, now, label, sweep) for i, (values, label) in enumerate(configs)]
+            new = [
+                Entry(first + i, values, now, label, sweep, command=command)
+                for i, (values, label) in enumerate(configs)
+            ]
             try:
                 write_atomic(self.root / "next-id", f"{first + len(new)}\n")  # before the entries: ids never repeat
             except OSError as err:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from fmnist_tui import background, devices
 from fmnist_tui.background import BackgroundError, Job, Launched
+from fmnist_tui.cards import LAUNCHED_BY
 from fmnist_tui.format import printable
 from fmnist_tui.runqueue import ENDED, FROM_STATUS, Entry, Loaded, Queue, QueueError, now, read_plain
 from fmnist_tui.runs import RunStore, RunStoreError
@@ -227,6 +228,8 @@ class Scheduler:
                     job.env = {"CUDA_VISIBLE_DEVICES": ",".join(slots.gpus[i] for i in free)}
                 else:
                     job.cpu_threads = max(1, (os.cpu_count() or 1) * need // slots.count)
+                if entry.command:  # a warm process was launched before this entry: its card names who queued it
+                    job.env[LAUNCHED_BY] = entry.command
                 used += need
                 entry.state, entry.started = "starting", now()
                 launches.append((entry, job))

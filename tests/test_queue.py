@@ -175,6 +175,19 @@ def test_on_a_cpu_machine_slots_share_the_cores(runs, monkeypatch):
     assert scheduler.read_slots(Queue(runs)).count == 1
 
 
+def test_a_queued_run_says_which_command_queued_it(runs, capsys):
+    """The process that runs an entry may have been started before it (a warm one): the command
+    that queued the entry reaches the run's card through the job, not the process's own start."""
+    from fmnist_tui import scheduler
+    from fmnist_tui.cards import LAUNCHED_BY
+
+    assert main(["sweep", "--preset", "tutorial", "--grid", "lr=0.1,0.01", "--runs-dir", str(runs)]) == 0
+    command = f"fmnist-tui sweep --preset tutorial --grid lr=0.1,0.01 --runs-dir {runs}"
+    assert [e["command"] for e in entries(runs)] == [command, command]
+    (entry, job), *_ = scheduler.Scheduler(runs).step()[0]
+    assert entry.command == command and job.env[LAUNCHED_BY] == command
+
+
 def test_only_the_process_last_sent_to_an_entry_may_run_it(runs):
     """A process too slow to start (stopped, swapped out) finds its entry started again by another."""
     queue = Queue(runs)

@@ -181,6 +181,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    args.argv = sys.argv[1:] if argv is None else argv  # as typed: a queued run's card says what queued it
     try:
         return _command(args)
     except (ConfigError, RunStoreError) as err:

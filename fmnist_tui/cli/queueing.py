@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 import uuid
 from pathlib import Path
@@ -61,7 +62,7 @@ def enqueue(args, configs: list[tuple[dict[str, Any], str]], sweep: str = "") ->
     RunStore(root).check_writable()
     set_slots(root, args.slots)
     try:
-        added = Queue(root).add(configs, sweep)
+        added = Queue(root).add(configs, sweep, command=shlex.join(["fmnist-tui", *args.argv]))
     except QueueError as err:
         return error(str(err))
     try:

@@ -68,7 +68,7 @@ def add_to_queue(target, config: RunConfig, runs_dir: str | None, data_dir: str 
         devices.check_runnable(config)
         root = paths.runs_dir(runs_dir)
         RunStore(root).check_writable()
-        (entry,) = Queue(root).add([(config.model_dump(), "")])
+        (entry,) = Queue(root).add([(config.model_dump(), "")], command="fmnist-tui (the app's Queue key)")
     except (ConfigError, QueueError, RunStoreError, OSError) as err:
         target.post_message(QueueAnswered(str(err), False))
         return
