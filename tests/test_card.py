@@ -99,3 +99,19 @@ def test_a_damaged_card_is_no_card(fashion_run, capsys):
     (folder / FILE).write_text("\x1b[2J{ not json")
     assert read_cards(folder) == [] and main(["show", str(folder)]) == 0
     assert "no card.json" in capsys.readouterr().out
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "fashion-mnist"  # beside the checkout, as in CI
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the real data set is not beside this checkout")
+def test_the_data_hashes_are_those_of_the_real_files():
+    """The card's sha256 of the four Fashion-MNIST files, against coreutils' sha256sum of the same files."""
+    from fmnist_tui.engine.card import data_files
+
+    recorded = data_files(make_config({"name": "x", "description": "x"}), SHARED)
+    files = sorted((SHARED / "FashionMNIST" / "raw").glob("*-ubyte*"))
+    out = subprocess.run(["sha256sum", *map(str, files)], capture_output=True, text=True, check=True).stdout
+    expected = {Path(line.split()[1]).name: line.split()[0] for line in out.splitlines()}
+    assert recorded["sha256"] == expected and len(expected) == 4
+    assert expected["t10k-labels-idx1-ubyte"] == "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
