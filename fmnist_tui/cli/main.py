@@ -67,6 +67,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
                ("data-dir", "runs-dir", "json")),
     "show": ("a run's record: results, config, and how it was made (versions, device, data hashes, commit)",
              ("runs-dir", "json")),
+    "serve": ("the app in a web browser: each tab is its own app (default 127.0.0.1:8000; see the README)", APP),
     "runs": ("list runs with their status and best metrics", ("runs-dir", "json")),
     "presets": ("list presets and their descriptions", ("presets-dir", "json")),
     "keys": ("list every config key with its help text", ("json",)),
@@ -128,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
                 p.add_argument("--yes", action="store_true", help="queue a sweep of more than 100 runs")
             p.add_argument("--slots", type=int, metavar="N",
                            help="runs at once from now on (default: one per GPU, or 1 on a CPU machine)")  # fmt: skip
+        elif command == "serve":
+            from fmnist_tui.cli.serve import add_arguments
+
+            add_arguments(p)
         elif command in ("wait", "show"):
             p.add_argument("run", metavar="RUN", help="a run's folder, name or unique prefix")
         elif command in ("eval", "export"):
@@ -236,6 +241,10 @@ def _command(args: argparse.Namespace) -> int:
             return getattr(queueing, f"cmd_{args.command}")(args, overrides)
         except QueueError as err:
             return error(str(err))
+    if args.command == "serve":
+        from fmnist_tui.cli.serve import cmd_serve
+
+        return cmd_serve(args, overrides)
     if args.command == "run":
         if args.detach:
             from fmnist_tui.cli.inflight import cmd_detach
