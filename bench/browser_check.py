@@ -122,10 +122,10 @@ def main() -> None:
             second.screenshot(path=args.shots / "second-tab-after.png")
             browser.close()
         # The tab's app hands the run over, then ends; the background process logs to run.log.
-        wait_for(lambda: (folder / "run.log").exists() and lock_held(folder), "the hand-over", 120)
-        print(
-            f"handed over: a background process holds the run; run.log: {(folder / 'run.log').read_text().splitlines()[1]}"
-        )
+        log = folder / "run.log"
+        wait_for(lambda: log.exists() and "resuming at epoch" in log.read_text() and lock_held(folder), "the hand-over",
+                 120)  # fmt: skip
+        print(f"handed over: a background process holds the run; run.log says: {log.read_text().splitlines()[1]}")
         wait_for(lambda: status(folder) not in ("running", "interrupted") and not lock_held(folder), "the run's end",
                  900)  # fmt: skip
         summary = json.loads((folder / "summary.json").read_text())
