@@ -69,6 +69,7 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
              ("runs-dir", "json")),
     "compare": ("2 to 6 runs side by side: status, best val, test acc, time, epochs, and the config keys "
                 "that differ", ("runs-dir", "json")),
+    "serve": ("the app in a web browser: each tab is its own app (default 127.0.0.1:8000; see the README)", APP),
     "runs": ("list runs with their status and best metrics", ("runs-dir", "json")),
     "presets": ("list presets and their descriptions", ("presets-dir", "json")),
     "keys": ("list every config key with its help text", ("json",)),
@@ -132,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="runs at once from now on (default: one per GPU, or 1 on a CPU machine)")  # fmt: skip
         elif command == "compare":
             p.add_argument("runs", nargs="+", metavar="RUN", help="a run's folder, name or unique prefix (2 to 6)")
+        elif command == "serve":
+            from fmnist_tui.cli.serve import add_arguments
+
+            add_arguments(p)
         elif command in ("wait", "show"):
             p.add_argument("run", metavar="RUN", help="a run's folder, name or unique prefix")
         elif command in ("eval", "export"):
@@ -245,6 +250,10 @@ def _command(args: argparse.Namespace) -> int:
             return getattr(queueing, f"cmd_{args.command}")(args, overrides)
         except QueueError as err:
             return error(str(err))
+    if args.command == "serve":
+        from fmnist_tui.cli.serve import cmd_serve
+
+        return cmd_serve(args, overrides)
     if args.command == "run":
         if args.detach:
             from fmnist_tui.cli.inflight import cmd_detach

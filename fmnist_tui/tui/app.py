@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.binding import Binding
+from textual.driver import Driver
 from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState
 
@@ -31,6 +32,7 @@ from fmnist_tui.presets import load_presets
 from fmnist_tui.settings import load_settings
 from fmnist_tui.tui import pictures
 from fmnist_tui.tui.alerts import alert_text, send_alert
+from fmnist_tui.tui.browser import TabClosed, driver_for
 from fmnist_tui.tui.outside import OutsideRuns
 from fmnist_tui.tui.relay import EngineMessage, Relay
 from fmnist_tui.tui.screens.base import ControlRun, StartRun, StopRun
@@ -94,6 +96,10 @@ class FmnistApp(OutsideRuns):
         self.exit_note = ""  # printed after the app has left the screen
         self._quit_when_done = False
         self._exit_code = 0
+        self._tab_closed = False
+
+    def get_driver_class(self) -> type[Driver]:
+        return driver_for(super().get_driver_class())  # in a browser tab: ours (tui/browser.py)
 
     # -- setup ------------------------------------------------------------------------
     def initial_values(self) -> dict[str, Any]:
@@ -277,6 +283,19 @@ class FmnistApp(OutsideRuns):
                 loop.add_signal_handler(sig, self._on_signal, sig)
             except (ValueError, RuntimeError, NotImplementedError):
                 pass  # not the main thread, or not supported here
+        if self.is_web:  # Ctrl-C in the server's terminal reaches its tabs' processes too: the server closes them
+            loop.remove_signal_handler(signal.SIGINT)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def on_tab_closed(self, message: TabClosed) -> None:
+        # The browser tab (or the server) is gone: as a hang-up is to the terminal app.
+        if self._tab_closed:
+            return
+        self._tab_closed = True
+        if self.run_in_progress:
+            self._on_signal(signal.SIGHUP)
+        else:
+            self.exit()
 
     def _on_signal(self, sig: signal.Signals) -> None:
         # A hang-up (the SSH link or the terminal went away) hands the run over to a background
