@@ -16,6 +16,7 @@ from fmnist_tui.runs import RunInfo
 MOST = 6  # one colour and one marker each, told apart in a terminal plot
 LABELS = "ABCDEF"
 MISSING = "-"  # a key one run's config does not have (as a missing figure is shown)
+CELL = 24  # a value wider than this is cut (with …): six runs' columns stay readable at 80 columns
 SKIPPED = ("description",)  # prose, not a setting: it differs whenever the preset does
 
 
@@ -38,24 +39,35 @@ class Side:
         return bool(self.steps or self.epochs)
 
     @property
+    def best_val(self) -> float | None:
+        """summary.json's, or while it runs (it is written at the end) the best of its epochs so far."""
+        best = number(self.info.get("best_val_acc"))
+        seen = [e["val_acc"] for e in self.epochs if number(e.get("val_acc")) is not None]
+        return best if best is not None or not seen else max(seen)
+
+    @property
     def epochs_text(self) -> str:
         planned = self.info.config.get("epochs")
         done = len(self.epochs)
         return f"{done}/{planned}" if isinstance(planned, int) and not isinstance(planned, bool) else str(done)
 
 
+def check_count(count: int) -> None:
+    if count > MOST:
+        raise CompareError(f"at most {MOST} runs can be compared at once ({count} given)")
+    if count < 2:
+        raise CompareError("compare needs two runs or more (up to 6)")
+
+
 def check(infos: list[RunInfo]) -> None:
     """CompareError unless 2 to MOST different runs."""
-    if len(infos) > MOST:
-        raise CompareError(f"at most {MOST} runs can be compared at once ({len(infos)} given)")
+    check_count(len(infos))
     seen: dict[Any, str] = {}
     for info in infos:
         key = info.path.resolve()
         if key in seen:
             raise CompareError(f"run {info.name} is given twice: compare it with another run")
         seen[key] = info.name
-    if len(infos) < 2:
-        raise CompareError("compare needs two runs or more (up to 6)")
 
 
 def load(infos: list[RunInfo]) -> list[Side]:
@@ -73,7 +85,8 @@ def load(infos: list[RunInfo]) -> list[Side]:
 
 def no_metrics(sides: list[Side]) -> list[str]:
     """A line for each run that has nothing to plot."""
-    return [f"run {s.info.name} has no metrics yet (metrics.csv missing or empty): no curves for {s.label}"
+    return [f"run {s.info.name} has no metrics to plot (metrics.csv missing, empty or unreadable): no curves for "
+            f"{s.label}"
             for s in sides if not s.has_metrics]  # fmt: skip
 
 
@@ -81,7 +94,7 @@ def table(sides: list[Side]) -> list[tuple[str, list[str]]]:
     """The comparison's rows: (what, one value per run)."""
     rows = [
         ("status", [s.info.status for s in sides]),
-        ("best val", [pct(number(s.info.get("best_val_acc"))) for s in sides]),
+        ("best val", [pct(s.best_val) for s in sides]),
         ("test acc", [pct(number(s.info.get("test_acc"))) for s in sides]),
         ("time", [clock(number(s.info.get("duration_s"))) for s in sides]),
         ("epochs", [s.epochs_text for s in sides]),
@@ -90,6 +103,10 @@ def table(sides: list[Side]) -> list[tuple[str, list[str]]]:
     if any(s.note for s in sides):
         rows.append(("note", [s.note or MISSING for s in sides]))
     return rows
+
+
+def cut(text: str, width: int = CELL) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def shown(value: Any) -> str:
@@ -122,7 +139,7 @@ def record(sides: list[Side]) -> dict[str, Any]:
     return {
         "runs": [
             {"label": s.label, "run": s.info.path.name, "path": str(s.info.path), "status": s.info.status,
-             "preset": s.info.config.get("name"), "best_val_acc": number(s.info.get("best_val_acc")),
+             "preset": s.info.config.get("name"), "best_val_acc": s.best_val,
              "test_acc": number(s.info.get("test_acc")), "duration_s": number(s.info.get("duration_s")),
              "epochs": len(s.epochs), "epochs_planned": s.info.config.get("epochs"), "note": s.note,
              "has_metrics": s.has_metrics}

@@ -51,7 +51,6 @@ class Filter:
 
     def matches(self, info: RunInfo, note: str | None = None) -> bool:
         config = config_words(info)
-        note = (read_note(info.path) if note is None else note).lower()
         for word in self.words:
             if word.startswith("status:"):
                 ok = info.status.startswith(word[7:])
@@ -60,7 +59,9 @@ class Filter:
             elif "=" in word:
                 ok = word in config
             else:
-                ok = word in info.name.lower() or word in note or any(word in c for c in config)
+                if note is None:
+                    note = read_note(info.path)  # only for a plain word: a file read per run
+                ok = word in info.name.lower() or word in note.lower() or any(word in c for c in config)
             if not ok:
                 return False
         return True

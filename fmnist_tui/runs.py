@@ -364,7 +364,8 @@ class RunStore:
         if path.is_dir() and (path / "config.toml").exists() or (os.sep in ref and path.is_dir()):
             return self.info(path)  # a path names its folder, whatever is (not) in it
         pattern = glob.escape(ref) + "*"
-        matches = [p for p in self.root.glob(pattern) if p.is_dir()] if self.root.is_dir() and ref else []
+        # dot folders are not runs (.trash, .queue), as in list()
+        matches = [p for p in self.root.glob(pattern) if p.is_dir() and not p.name.startswith(".")] if ref else []
         exact = [p for p in matches if p.name == ref]
         if exact or len(matches) == 1:
             return self.info((exact or matches)[0])

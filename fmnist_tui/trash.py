@@ -20,11 +20,17 @@ def move_to_trash(root: Path, folder: Path) -> Path:
     RunStoreError (one line) when it runs, or the move fails."""
     if folder.parent.resolve() != root.resolve() or folder.name.startswith("."):
         raise RunStoreError(f"{printable(folder)} is not a run of {printable(root)}")
+    if not folder.is_dir():
+        raise RunStoreError(f"run {printable(folder.name)} is no longer in {printable(root)} (deleted already?)")
     run = RunDir(folder)
     try:
         run.lock(wait_s=0.2)
     except RunLocked:
-        raise RunStoreError(f"run {printable(folder.name)} is running: stop it before deleting it") from None
+        raise RunStoreError(f"run {printable(folder.name)} is in use (running, or being evaluated or exported): "
+                            "delete it once that has ended") from None  # fmt: skip
+    except OSError as err:  # writer.lock cannot be written: a full disk, a read-only folder
+        raise RunStoreError(f"cannot delete {printable(folder.name)}: its writer lock cannot be taken "
+                            f"({err.strerror or err})") from None  # fmt: skip
     try:
         trash = root / FOLDER
         if trash.is_symlink() or (trash.exists() and not trash.is_dir()):

@@ -65,7 +65,8 @@ def test_what_cannot_be_compared_is_one_line(store, tmp_path):
         (["20250101", "20250101-120000-demo"], "given twice"),
         (["20250101"], "two runs or more"),
         (["20250101", "nope"], "no run 'nope'"),
-        (["2025"], "matches 3 runs"),
+        (["2025", "20250101"], "matches 3 runs"),
+        ([f"2025010{n}" for n in range(1, 8)], "at most 6 runs"),  # counted before any is looked up
     ],
 )
 def test_compare_refuses_in_one_line(store, capsys, refs, message):
@@ -94,7 +95,7 @@ def test_a_run_with_no_metrics_is_compared_and_said(store, tmp_path, capsys):
     fake_run(store.root, "20250104-000000-empty", status="failed", best=None, test=None, metrics=False)
     assert main(["compare", "--runs-dir", str(store.root), "20250101", "20250104"]) == 0
     captured = capsys.readouterr()
-    assert "20250104-000000-empty has no metrics yet" in captured.err
+    assert "20250104-000000-empty has no metrics to plot" in captured.err
     assert "status    finished  failed" in captured.out
 
 
@@ -152,10 +153,33 @@ def test_a_running_run_is_not_deleted(store):
     writer = RunDir(folder)
     writer.lock()
     try:
-        with pytest.raises(RunStoreError, match="is running: stop it"):
+        with pytest.raises(RunStoreError, match="is in use .running, or being evaluated or exported"):
             move_to_trash(store.root, folder)
     finally:
         writer.unlock()
     assert folder.is_dir()
     with pytest.raises(RunStoreError, match="not a run of"):
         move_to_trash(store.root, store.root.parent)
+
+
+def test_a_delete_that_cannot_happen_is_one_line(store, monkeypatch):
+    folder = store.list()[0].path
+    moved = move_to_trash(store.root, folder)
+    with pytest.raises(RunStoreError, match="no longer in"):  # another app deleted it first
+        move_to_trash(store.root, folder)
+    assert moved.is_dir()
+    other = store.list()[0].path
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("fmnist_tui.runs.os.pwrite", full)  # the lock file cannot be written
+    with pytest.raises(RunStoreError, match="writer lock cannot be taken .No space left on device"):
+        move_to_trash(store.root, other)
+    assert other.is_dir()
+
+
+def test_the_trash_is_not_a_run(store, capsys):
+    move_to_trash(store.root, store.list()[0].path)
+    assert main(["compare", "--runs-dir", str(store.root), ".tr", "20250101"]) == 2
+    assert "no run '.tr'" in capsys.readouterr().err

@@ -17,3 +17,5 @@ def test_wheel_ships_presets_and_the_console_script(tmp_path):
     assert {p.name for p in (ROOT / "presets").glob("*.toml")} == presets
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "fmnist-tui = fmnist_tui.cli.main:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    # what the app reads beside its code: its style sheet, and the page `serve` sends the browser
+    assert {"fmnist_tui/tui/app.tcss", "fmnist_tui/tui/page/app_index.html"} <= set(names)

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from fmnist_tui import paths
 from fmnist_tui.cli.output import error, print_json, warn
-from fmnist_tui.compare import CompareError, config_diff, load, no_metrics, record, table
+from fmnist_tui.compare import CompareError, check_count, config_diff, cut, load, no_metrics, record, table
 from fmnist_tui.runs import RunStore
-
-CELL = 24  # a value wider than this is cut (with …): the columns stay readable at 80 columns
-
-
-def cut(text: str, width: int = CELL) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def columns(rows: list[tuple[str, list[str]]], head: list[str]) -> list[str]:
@@ -30,14 +24,15 @@ def columns(rows: list[tuple[str, list[str]]], head: list[str]) -> list[str]:
 def cmd_compare(args) -> int:
     store = RunStore(paths.runs_dir(args.runs_dir))
     try:
+        check_count(len(args.runs))
         sides = load([store.find(ref) for ref in args.runs])
     except CompareError as err:
         return error(str(err))
+    for line in no_metrics(sides):
+        warn(line)
     if args.json:
         print_json(record(sides))
         return 0
-    for line in no_metrics(sides):
-        warn(line)
     for side in sides:
         print(f"{side.label}  {side.info.name}")
     head = [s.label for s in sides]

@@ -12,8 +12,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
-from fmnist_tui.compare import CompareError, Side, config_diff, load, no_metrics, table
-from fmnist_tui.runs import RunInfo
+from fmnist_tui.compare import CompareError, Side, config_diff, cut, load, no_metrics, table
+from fmnist_tui.runs import RunInfo, RunStore
 from fmnist_tui.tui.widgets.compare_plot import LOOKS, METRICS, ComparePlot, legend
 from fmnist_tui.tui.widgets.footer import AppFooter
 
@@ -73,7 +73,7 @@ class CompareScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False)
     def reload(self) -> None:
         try:
-            sides = load(self.runs)
+            sides = load([RunStore(info.path.parent).read(info.path) for info in self.runs])  # status as it is now
         except CompareError as err:  # the runs screen checks first; a file may still change in between
             self.app.call_from_thread(self.notify, str(err), severity="error")
             return
@@ -115,4 +115,4 @@ class CompareScreen(Screen):
         title.update(f"config: the {len(diff)} key{'s that differ' if len(diff) != 1 else ' that differs'}")
         table_.add_columns("key", *heads)
         for key, values in diff:
-            table_.add_row(key, *values)
+            table_.add_row(cut(key), *map(cut, values))  # a long data_dir would push the other runs off screen

@@ -15,6 +15,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.timer import Timer
 from textual.widgets import DataTable, Header, Input, Static
 
 from fmnist_tui import paths
@@ -38,6 +39,7 @@ STATUS_STYLE = {
 }  # fmt: skip
 REFRESH_S = 2.0  # runs start and end, entries leave the queue: the list follows
 QUEUED = "queue:"  # the row key of a queued entry: "queue:7"
+FILTER_DELAY_S = 0.15
 
 
 def status_text(status: str) -> Text:
@@ -74,15 +76,16 @@ class RunsScreen(AppScreen):
     TITLE = "fmnist-tui"
     SUB_TITLE = "runs"
     # Main action, then Quit: what stays in view when a narrow terminal cuts the footer. Enter opens too.
+    # Enter opens (the line under the list says so), so o need not take footer room from the rest.
     BINDINGS = [
-        Binding("o", "open", "Open"),
+        Binding("o", "open", "Open", show=False),
         Binding("q", "app.quit", "Quit"),
         Binding("space", "mark", "Mark", tooltip="Mark the run to compare it (up to 6); again to unmark"),
         Binding("c", "compare", "Compare", tooltip="Compare the marked runs: curves, figures, config"),
-        Binding("s", "sort", "Sort", tooltip="Order by date, best val, test acc or time"),
         Binding("slash", "filter", "Filter", tooltip="Words, status:X, preset:X or key=value"),
-        Binding("n", "note", "Note", tooltip="A note on the run (shown below the list, found by the filter)"),
+        Binding("s", "sort", "Sort", tooltip="Order by date, best val, test acc or time"),
         Binding("d,delete", "delete", "Delete", tooltip="Move the run to the trash folder (asks first)"),
+        Binding("n", "note", "Note", tooltip="A note on the run (shown below the list, found by the filter)"),
         Binding("a", "attach", "Attach", tooltip="Follow the run live (its history, then as it goes)"),
         Binding("r", "reload", "Refresh"),
         Binding("x", "remove_queued", "Unqueue", tooltip="Remove the queued entry under the cursor"),
@@ -105,6 +108,7 @@ class RunsScreen(AppScreen):
         self._store: RunStore | None = None
         self._rows: list[tuple] | None = None  # what the table shows, to skip rebuilding it
         self._reload_queued = False
+        self._filter_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -168,12 +172,12 @@ class RunsScreen(AppScreen):
         if rows != self._rows or force:
             self._rows = rows
             table = self.query_one(DataTable)
-            keep = table.cursor_row
+            keep, at = self._current(), table.cursor_row
             table.clear()
             for key, row in zip(keys, rows, strict=True):  # add_rows takes no keys; add_row is what it calls
                 table.add_row(*cells(row), key=key)
-            if rows:
-                table.move_cursor(row=min(keep, len(rows) - 1))
+            if rows:  # the same run under the cursor, wherever the list moved it (d and n act on it)
+                table.move_cursor(row=keys.index(keep) if keep in keys else min(at, len(rows) - 1))
         self._show_state()
 
     def _mark(self, key: str) -> str:
@@ -192,7 +196,7 @@ class RunsScreen(AppScreen):
         if note:
             text.append(f" · ✎ {note}")
         elif self.runs and not self.marked and not self.filter:
-            text.append(" · space marks runs, c compares them, / filters", style="dim")
+            text.append(" · enter opens a run, space marks runs to compare", style="dim")
         self.query_one("#runs-state", Static).update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -266,12 +270,23 @@ class RunsScreen(AppScreen):
 
     @on(Input.Changed, "#runs-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.filter = Filter(event.value)
-        self.reload()
+        # Applied once typing pauses: with thousands of runs each reload takes a while.
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(FILTER_DELAY_S, lambda: self._apply_filter(event.value))
+
+    def _apply_filter(self, text: str) -> None:
+        self._filter_timer = None
+        if Filter(text) != self.filter:
+            self.filter = Filter(text)
+            self.reload()
 
     @on(Input.Submitted, "#runs-filter")
     def _filter_done(self) -> None:
         box = self.query_one("#runs-filter", Input)
+        if self._filter_timer is not None:  # enter: now, not after the pause
+            self._filter_timer.stop()
+            self._apply_filter(box.value)
         box.set_class(bool(self.filter), "-shown")
         self.query_one(DataTable).focus()
 
