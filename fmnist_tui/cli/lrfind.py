@@ -1,9 +1,10 @@
 """`fmnist-tui lr-find`: Lightning's lr finder on a preset's config, plotted in the terminal.
 
 Nothing is written to the runs folder. The search runs in a thread so that Ctrl-C stops it
-within a step (Lightning's own Ctrl-C handling would end the process with exit 1).
+within a step (Lightning's own Ctrl-C handling would end the process with exit 1), and
+SIGTERM and SIGHUP the same way.
 Exit codes as `run`: 0 a suggestion, 1 none (the loss diverged, too few points), 2 bad
-input (an unknown preset, a bad value, no data), 130 Ctrl-C.
+input (an unknown preset, a bad value, no data), 128 + the signal for Ctrl-C (130), SIGTERM, SIGHUP.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -27,6 +29,9 @@ PLOT_HEIGHT = 20
 def cmd_lr_find(args, overrides: dict) -> int:
     from fmnist_tui.engine.lrfind import LrFindError, check_range
 
+    if sys.stdout is None:  # `>&-`: the suggestion would go nowhere (as the listings say it)
+        error("standard output is closed: nothing to print the suggestion to")
+        return EXIT_NO_SUGGESTION
     preset = args.preset or "tutorial"
     config = preset_config(args.presets_dir, preset, overrides)  # ConfigError: exit 2, before torch loads
     try:
@@ -58,6 +63,8 @@ def _search(config, args):
     shown = Progress(sys.stderr if not args.json else None)
     box: dict = {}
 
+    done = threading.Event()
+
     def search() -> None:
         try:
             with engine_warnings():
@@ -65,19 +72,34 @@ def _search(config, args):
                                         steps=args.steps, stop=stop, progress=shown)  # fmt: skip
         except BaseException as err:  # noqa: BLE001 - reported on the main thread, in one line
             box["error"] = err
+        finally:
+            done.set()
 
-    thread = threading.Thread(target=search, name="lr-find", daemon=True)
-    thread.start()
-    try:
-        while thread.is_alive():
-            thread.join(0.1)
-    except KeyboardInterrupt:
+    # SIGTERM and SIGHUP stop the search like Ctrl-C: within a step, its temporary folder removed.
+    received: list[int] = []
+
+    def on_signal(sig, frame) -> None:
+        received.append(sig)
         stop.set()
-        thread.join()
-        shown.clear()
-        error("interrupted: no lr suggested")
-        return 130
+
+    saved = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    threading.Thread(target=search, name="lr-find", daemon=True).start()
+    try:
+        # An Event, not Thread.join: a join that Ctrl-C interrupted can return before the thread
+        # ends (seen here: the process then aborted in torch, its temporary folder left behind).
+        while not done.is_set():
+            try:
+                done.wait(0.1)
+            except KeyboardInterrupt:
+                received.append(signal.SIGINT)
+                stop.set()
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
     shown.clear()
+    if received:
+        error("interrupted: no lr suggested")
+        return 128 + received[0]
     err = box.get("error")
     if err is None:
         return box["result"]
