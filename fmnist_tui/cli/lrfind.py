@@ -64,12 +64,15 @@ def _search(config, args):
     box: dict = {}
 
     done = threading.Event()
+    # A core left free, as the app does: on this 2-core machine, busy with other work, the tutorial's
+    # search took 0.4 s on one torch thread and 1.7 to 11.5 s on two (their spin-waits lose the core).
+    threads = max(1, (os.cpu_count() or 2) - 1)
 
     def search() -> None:
         try:
             with engine_warnings():
                 box["result"] = find_lr(config, data_dir=args.data_dir, min_lr=args.min_lr, max_lr=args.max_lr,
-                                        steps=args.steps, stop=stop, progress=shown)  # fmt: skip
+                                        steps=args.steps, stop=stop, progress=shown, cpu_threads=threads)  # fmt: skip
         except BaseException as err:  # noqa: BLE001 - reported on the main thread, in one line
             box["error"] = err
         finally:
