@@ -65,6 +65,8 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
              "(writes evaluation.json in the run folder)", ("data-dir", "runs-dir", "json")),
     "export": ("write a run's model as ONNX or TorchScript in its folder, checked against the checkpoint",
                ("data-dir", "runs-dir", "json")),
+    "lr-find": ("Lightning's learning-rate finder on a preset's config: loss against lr, and a suggested lr "
+                "(writes nothing)", ("set", "preset", "data-dir", "presets-dir", "json")),
     "show": ("a run's record: results, config, and how it was made (versions, device, data hashes, commit)",
              ("runs-dir", "json")),
     "compare": ("2 to 6 runs side by side: status, best val, test acc, time, epochs, and the config keys "
@@ -137,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
             from fmnist_tui.cli.serve import add_arguments
 
             add_arguments(p)
+        elif command == "lr-find":
+            p.add_argument(
+                "--min-lr", type=float, default=1e-6, metavar="LR", help="the lowest lr tried (default 1e-6)"
+            )
+            p.add_argument("--max-lr", type=float, default=10.0, metavar="LR",
+                           help="the highest lr tried, at most 10 (default 10; the search stops once the loss blows up)")  # fmt: skip
+            p.add_argument("--steps", type=int, default=100, metavar="N",
+                           help="optimiser steps, one lr each, spaced evenly on a log scale (default 100, at least 13)")  # fmt: skip
         elif command in ("wait", "show"):
             p.add_argument("run", metavar="RUN", help="a run's folder, name or unique prefix")
         elif command in ("eval", "export"):
@@ -254,6 +264,10 @@ def _command(args: argparse.Namespace) -> int:
         from fmnist_tui.cli.serve import cmd_serve
 
         return cmd_serve(args, overrides)
+    if args.command == "lr-find":
+        from fmnist_tui.cli.lrfind import cmd_lr_find
+
+        return cmd_lr_find(args, overrides)
     if args.command == "run":
         if args.detach:
             from fmnist_tui.cli.inflight import cmd_detach

@@ -135,19 +135,21 @@ class Classifier(pl.LightningModule):
 
     def configure_optimizers(self):
         c = self.config
-        params = self.parameters()
-        # On a GPU the fused kernels update every parameter in one launch; same update rule.
-        fused = True if self.device.type == "cuda" else None  # None: torch's default for the device
-        opt: torch.optim.Optimizer
-        if c.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
-                                  weight_decay=c.weight_decay, fused=fused)  # fmt: skip
-        elif c.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
-        else:
-            opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
+        opt = build_optimizer(c, self.parameters(), self.device, c.lr)
         # A resume with another epoch count fits the rest of the schedule to the new end (schedule.py).
         sched = schedule.build(c.schedule, opt, c.lr, c.epochs * c.steps_per_epoch)
         if sched is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def build_optimizer(c: RunConfig, params, device: torch.device, lr: float) -> torch.optim.Optimizer:
+    """The config's optimiser at `lr` (the run's and the lr finder's: one place for both)."""
+    # On a GPU the fused kernels update every parameter in one launch; same update rule.
+    fused = True if device.type == "cuda" else None  # None: torch's default for the device
+    if c.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=c.momentum, nesterov=c.nesterov,
+                               weight_decay=c.weight_decay, fused=fused)  # fmt: skip
+    if c.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=c.weight_decay, fused=fused)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=c.weight_decay, fused=fused)

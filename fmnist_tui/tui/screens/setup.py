@@ -11,9 +11,11 @@ from textual.widgets import Button, Header, OptionList, Static
 
 from fmnist_tui import paths
 from fmnist_tui.config import ConfigError, RunConfig, make_config
+from fmnist_tui.lrplot import lr_text
 from fmnist_tui.presets import save_preset
 from fmnist_tui.tui.relay import DeviceFound
 from fmnist_tui.tui.screens.base import AppScreen, QueueRun, StartRun
+from fmnist_tui.tui.screens.lrfind import LrFindScreen
 from fmnist_tui.tui.screens.modals import ConfirmScreen, PresetNameScreen
 from fmnist_tui.tui.widgets.footer import NARROW, AppFooter
 from fmnist_tui.tui.widgets.form import ConfigForm
@@ -32,6 +34,7 @@ class SetupScreen(AppScreen):
             "ctrl+t", "queue", "Queue", tooltip="Add to the queue: it starts when a device is free", priority=True
         ),  # fmt: skip
         Binding("ctrl+s", "save", "Save", tooltip="Save the form as a new preset", priority=True),
+        Binding("ctrl+l", "lr_find", "LR find", tooltip="Lightning's lr finder on the form's config", priority=True),
     ]
 
     def compose(self) -> ComposeResult:
@@ -115,7 +118,7 @@ class SetupScreen(AppScreen):
             status.remove_class("-bad")
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in ("start", "start_background", "queue"):
+        if action in ("start", "start_background", "queue", "lr_find"):
             return True if self.query_one(ConfigForm).config is not None else None
         return True
 
@@ -152,6 +155,23 @@ class SetupScreen(AppScreen):
             self.app.push_screen(ConfirmScreen(question, yes="Start anyway", no="Cancel"), answered)
             return
         self.post_message(StartRun(config, background))
+
+    def action_lr_find(self) -> None:
+        config = self._checked()
+        if config is None:
+            return
+        if self.fmnist.run_in_progress:  # it would share the device, and the run's log routing
+            self.notify("A run is in progress here: the lr finder waits until it ends.", severity="warning")
+            return
+        self.app.push_screen(LrFindScreen(config, self.fmnist.data_dir), self._use_lr)
+
+    def _use_lr(self, lr: float | None) -> None:
+        if lr is None:
+            return
+        field = self.query_one(ConfigForm).control("lr")
+        field.value = lr_text(lr)  # Input.Changed validates the form again
+        field.focus()  # scrolled into view: the change is seen
+        self.notify(f"lr set to {lr_text(lr)} (the lr finder's suggestion)", timeout=4)
 
     @on(Button.Pressed, "#save")
     def action_save(self) -> None:
