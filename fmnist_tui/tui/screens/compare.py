@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
-from fmnist_tui.compare import CompareError, Side, config_diff, cut, load, no_metrics, table
+from fmnist_tui.compare import CELL, CompareError, Side, config_diff, cut, load, no_metrics, table
 from fmnist_tui.runs import RunInfo, RunStore
 from fmnist_tui.tui.widgets.compare_plot import LOOKS, METRICS, ComparePlot, legend
 from fmnist_tui.tui.widgets.footer import AppFooter
@@ -92,6 +92,8 @@ class CompareScreen(Screen):
 
     def on_resize(self) -> None:
         self._legend()
+        if self.sides:
+            self._tables()
 
     def _legend(self) -> None:
         if self.sides:
@@ -99,11 +101,13 @@ class CompareScreen(Screen):
 
     def _tables(self) -> None:
         heads = [Text(f"{LOOKS[n][0]} {s.label}", style=f"bold {LOOKS[n][2]}") for n, s in enumerate(self.sides)]
+        # Every run's column in view: long values (a data_dir, a note) are cut to what the width allows.
+        width = max(8, min(CELL, (self.size.width - 16) // len(self.sides) - 2))
         summary = self.query_one("#compare-table", DataTable)
         summary.clear(columns=True)
         summary.add_columns("", *heads)
         for what, values in table(self.sides):
-            summary.add_row(what, *values)
+            summary.add_row(what, *(cut(v, width) for v in values))
         diff = config_diff(self.sides)
         title = self.query_one("#compare-diff-title", Static)
         table_ = self.query_one("#compare-diff", DataTable)
@@ -115,4 +119,4 @@ class CompareScreen(Screen):
         title.update(f"config: the {len(diff)} key{'s that differ' if len(diff) != 1 else ' that differs'}")
         table_.add_columns("key", *heads)
         for key, values in diff:
-            table_.add_row(cut(key), *map(cut, values))  # a long data_dir would push the other runs off screen
+            table_.add_row(cut(key, 14), *(cut(v, width) for v in values))

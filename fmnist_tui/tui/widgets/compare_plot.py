@@ -61,6 +61,7 @@ class ComparePlot(PlotextPlot):
         plt.title(title)
         plt.xlabel(xlabel)
         epochs: set[int] = set()
+        steps: list[int] = []
         for n, side in enumerate(sides):
             xs, ys = points(side, self.metric)
             if not xs:
@@ -72,6 +73,10 @@ class ComparePlot(PlotextPlot):
             plt.scatter(xs[every // 2 :: every], ys[every // 2 :: every], marker=marker, color=colour)
             if self.metric != "train_loss":
                 epochs.update(xs)
+            steps += xs
         if epochs and len(epochs) <= 12:
             plt.xticks(sorted(epochs))
+        elif steps and self.metric == "train_loss":  # whole steps (plotext's own ticks read 1077.2)
+            low, high = min(steps), max(steps)
+            plt.xticks(sorted({round(low + (high - low) * k / 4) for k in range(5)}))
         self.refresh()
