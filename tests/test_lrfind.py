@@ -162,3 +162,22 @@ def test_command_diverged_exits_1_in_one_line(presets, capsys):
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     assert captured.out == "" and len(err) == 1 and "diverged: the loss is nan at the first step" in err[0]
+
+
+def test_a_gpu_preset_without_a_gpu_is_refused_unless_asked(presets, capsys):
+    assert lr_find(presets, "--set", "for_gpu=true") == 2  # this machine has no GPU (accelerator cpu)
+    err = capsys.readouterr().err
+    assert "made for a GPU and there is none here" in err and len(err.strip().splitlines()) == 1
+    assert lr_find(presets, "--set", "for_gpu=true", "--set", "for_gpu=false", "--json") == 0
+
+
+def test_the_scratch_of_a_killed_search_is_removed_by_the_next(tiny_config, scratch_tmp):
+    from fmnist_tui.engine.lrfind import SCRATCH
+
+    dead = scratch_tmp / f"{SCRATCH}999999999-abc"  # no such process
+    dead.mkdir()
+    (dead / ".lr_find_x.ckpt").write_bytes(b"x" * 100)
+    alive = scratch_tmp / f"{SCRATCH}1-abc"  # pid 1 runs: not ours to remove
+    alive.mkdir()
+    find_lr(tiny_config, steps=STEPS)
+    assert leftovers(scratch_tmp) == [alive.name]

@@ -94,7 +94,8 @@ def test_serve_answers_on_loopback_with_the_app_page_and_stops_cleanly_on_sigter
         assert status == 200 and 'data-session-websocket-url="ws://localhost:9000/ws"' in page
         # A name that is not this machine's (DNS rebinding), and a page of another site, are refused.
         assert get(port, headers={"Host": "evil.example:8000"})[0] == 403
-        assert get(port, "/ws", headers={"Origin": "http://evil.example"})[0] == 403
+        for origin in ("http://evil.example", "null", "file://", f"http://127.0.0.1:{port}.evil.example"):
+            assert get(port, "/ws", headers={"Origin": origin})[0] == 403, origin  # a sandboxed frame says null
         code, out, err = stop(proc)
     assert code == 0 and "stopped" in out
     assert "Traceback" not in err + out

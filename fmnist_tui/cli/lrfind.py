@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from fmnist_tui.cli.output import engine_warnings, error, preset_config, print_json, warn
+from fmnist_tui.cli.output import engine_warnings, error, preset_config, print_json
 from fmnist_tui.config import ConfigError
 from fmnist_tui.format import failure_text
 from fmnist_tui.lrplot import draw, lr_text
@@ -57,8 +57,9 @@ def _search(config, args):
     from fmnist_tui.engine.lrfind import Cancelled, Diverged, LrFindError, find_lr
     from fmnist_tui.engine.runner import on_gpu
 
-    if config.for_gpu and not on_gpu(config.accelerator):
-        warn(f"preset {config.name} is made for a GPU: on this CPU the search takes minutes")
+    if config.for_gpu and not on_gpu(config.accelerator):  # cnn_fast did not end in 5 minutes on 2 cores
+        return error(f"preset {config.name} is made for a GPU and there is none here: its search would take many "
+                     "minutes on this CPU (--set for_gpu=false searches anyway)")  # fmt: skip
     stop = threading.Event()
     shown = Progress(sys.stderr if not args.json else None)
     box: dict = {}

@@ -13,6 +13,7 @@ its result type on the UI thread.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 import threading
@@ -28,6 +29,7 @@ SKIP_BEGIN, SKIP_END = 10, 1  # Lightning's suggestion() leaves these points out
 MIN_STEPS = SKIP_BEGIN + SKIP_END + 2  # the gradient of the loss needs two points in between
 MAX_STEPS = 10_000
 HOW = "steepest descent of the smoothed loss"
+SCRATCH = "fmnist-tui-lr-find-"  # + pid + a random part, in the temporary folder
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
 
@@ -106,7 +108,8 @@ def find_lr(
     threads_before = torch.get_num_threads()
     if cpu_threads:
         torch.set_num_threads(cpu_threads)
-    scratch = Path(tempfile.mkdtemp(prefix="fmnist-tui-lr-find-"))
+    remove_orphans()
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH}{os.getpid()}-"))
     try:
         data = _data(config)
         data.load()  # DataError: missing or damaged files, before any Trainer exists
@@ -138,11 +141,21 @@ def find_lr(
                   time.perf_counter() - started, steps, config)  # fmt: skip
 
 
+def remove_orphans() -> None:
+    """Scratch folders of searches killed with -9 (their process is gone): Lightning's checkpoint
+    is in there, 6 to 26 MB a time."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH}*-*"):
+        pid = folder.name[len(SCRATCH) :].split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _why_none(lrs: list[float], losses: list[float], steps: int) -> str:
     if len(losses) < steps and lrs:  # Lightning stopped at 4x the best loss
         return (f"the loss blew up after {len(losses)} of {steps} steps (at lr {lrs[-1]:.1e}), too early to "
                 f"suggest an lr: try a lower --min-lr")  # fmt: skip
-    return f"too few points to suggest an lr ({len(losses)}; at least {MIN_STEPS} with a finite loss)"
+    finite = sum(math.isfinite(v) for v in losses)
+    return f"too few points to suggest an lr ({finite} with a finite loss; at least {MIN_STEPS})"
 
 
 def _data(config: RunConfig):

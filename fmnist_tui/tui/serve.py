@@ -61,10 +61,13 @@ class AppServer(Server):
         given = host_name(urlsplit(self.given_url).netloc) if self.given_url else None
         if self.loopback_only and not is_loopback_name(host) and host != given:
             raise web.HTTPForbidden(text=f"This server answers to localhost only, not {host!r} (see --public-url).\n")
+        # A browser always says which page opens a websocket; a sandboxed frame or a file says "null",
+        # which has no host: only this server's own page (or --public-url's) may open the app.
         origin = request.headers.get("Origin")
         if origin is not None and request.path == "/ws":
             netloc = urlsplit(origin).netloc.lower()
-            if netloc not in (request.host.lower(), urlsplit(self.given_url or "").netloc.lower()):
+            ours = {request.host.lower()} | ({urlsplit(self.given_url).netloc.lower()} if self.given_url else set())
+            if not netloc or netloc not in ours:
                 raise web.HTTPForbidden(text="A page of another site may not open this app.\n")
 
     @aiohttp_jinja2.template("app_index.html")

@@ -161,7 +161,12 @@ class SetupScreen(AppScreen):
         if config is None:
             return
         if self.fmnist.run_in_progress:  # it would share the device, and the run's log routing
-            self.notify("A run is in progress here: the lr finder waits until it ends.", severity="warning")
+            self.notify("Not while a run is in progress here: the lr finder would share its device and its log.",
+                        severity="warning")  # fmt: skip
+            return
+        if config.for_gpu and self.fmnist.has_gpu is False:
+            self.notify(f"{config.name} is made for a GPU and there is none here: its search would take many "
+                        "minutes on this CPU (untick for_gpu to search anyway)", severity="warning", timeout=8)  # fmt: skip
             return
         self.app.push_screen(LrFindScreen(config, self.fmnist.data_dir), self._use_lr)
 
