@@ -76,9 +76,8 @@ class RunsScreen(AppScreen):
     TITLE = "fmnist-tui"
     SUB_TITLE = "runs"
     # Main action, then Quit: what stays in view when a narrow terminal cuts the footer. Enter opens too.
-    # Enter opens (the line under the list says so), so o need not take footer room from the rest.
     BINDINGS = [
-        Binding("o", "open", "Open", show=False),
+        Binding("o", "open", "Open"),
         Binding("q", "app.quit", "Quit"),
         Binding("space", "mark", "Mark", tooltip="Mark the run to compare it (up to 6); again to unmark"),
         Binding("c", "compare", "Compare", tooltip="Compare the marked runs: curves, figures, config"),
