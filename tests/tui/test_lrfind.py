@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from textual.widgets import Input, OptionList
+from textual.widgets import Input
 
 from fmnist_tui.config import make_config
 from fmnist_tui.engine.lrfind import HOW, LrFind
@@ -13,14 +13,7 @@ from fmnist_tui.lrplot import lr_text
 from fmnist_tui.tui.app import make_app
 from fmnist_tui.tui.screens.lrfind import LrFindScreen
 from fmnist_tui.tui.screens.setup import SetupScreen
-
-
-async def choose(pilot, name: str) -> None:
-    options = pilot.app.screen.query_one("#preset-options", OptionList)
-    options.focus()
-    options.highlighted = options.get_option_index(name)
-    await pilot.press("enter")
-    await pilot.pause()
+from tests.tui.test_setup import choose_preset
 
 
 def lr_field(app) -> Input:
@@ -30,7 +23,7 @@ def lr_field(app) -> Input:
 async def test_find_then_use_the_lr(presets_dir, private_folders, wait):
     app = make_app(device="CPU (2 cores)", presets_dirs=[presets_dir])
     async with app.run_test(size=(80, 24)) as pilot:
-        await choose(pilot, "tiny")
+        await choose_preset(pilot, "tiny")
         await pilot.press("ctrl+l")
         await wait(pilot, lambda: isinstance(app.screen, LrFindScreen))
         screen = app.screen
@@ -49,7 +42,7 @@ async def test_find_then_use_the_lr(presets_dir, private_folders, wait):
 async def test_escape_stops_the_search_and_leaves_the_form(presets_dir, wait):
     app = make_app(device="CPU (2 cores)", presets_dirs=[presets_dir])
     async with app.run_test(size=(80, 24)) as pilot:
-        await choose(pilot, "tiny")
+        await choose_preset(pilot, "tiny")
         before = lr_field(app).value
         await pilot.press("ctrl+l")
         await wait(pilot, lambda: isinstance(app.screen, LrFindScreen))
@@ -67,7 +60,7 @@ async def test_a_config_that_diverges_says_so_in_one_line(presets_dir, make_pres
                 norm_std=1e-300, accelerator="cpu")  # fmt: skip
     app = make_app(device="CPU (2 cores)", presets_dirs=[presets_dir])
     async with app.run_test(size=(80, 24)) as pilot:
-        await choose(pilot, "broken")
+        await choose_preset(pilot, "broken")
         await pilot.press("ctrl+l")
         await wait(pilot, lambda: isinstance(app.screen, LrFindScreen))
         status = app.screen.query_one("#lr-status")
