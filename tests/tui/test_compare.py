@@ -89,6 +89,11 @@ async def test_sorting_and_filtering(env):
         await pilot.press("f4")
         runs = pilot.app.screen
         assert names(runs) == ["20250103", "20250102", "20250101"]
+        table = runs.query_one(DataTable)
+        await pilot.press("end")
+        assert table.cursor_row == 2
+        await pilot.press("home")
+        assert table.cursor_row == 0
         await pilot.press("s")
         assert names(runs) == ["20250102", "20250103", "20250101"] and runs.sort_by == "best val"
         await pilot.press("slash")

@@ -72,6 +72,18 @@ def cells(row: tuple) -> tuple:
     return (mark_text(mark), Text(name), status_text(status), *right)
 
 
+class RunsTable(DataTable):
+    """Home and End go to the first and the last run (DataTable's own scroll sideways)."""
+
+    BINDINGS = [Binding("home", "first", show=False), Binding("end", "last", show=False)]
+
+    def action_first(self) -> None:
+        self.move_cursor(row=0)
+
+    def action_last(self) -> None:
+        self.move_cursor(row=self.row_count - 1)
+
+
 class RunsScreen(AppScreen):
     TITLE = "fmnist-tui"
     SUB_TITLE = "runs"
@@ -112,7 +124,7 @@ class RunsScreen(AppScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="runs-folder", markup=False)
-        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield RunsTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="runs-state")
         yield Input(id="runs-filter", placeholder="filter: words, status:finished, preset:mlp, lr=0.01 (esc clears)")
         yield AppFooter()
