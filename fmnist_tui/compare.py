@@ -6,9 +6,10 @@ Shared by `fmnist-tui compare` and the app's compare view. No torch, no textual.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from fmnist_tui.format import clock, number, pct, printable
+from fmnist_tui.format import clock, number, pct, printable, value_text
 from fmnist_tui.metrics import read_metrics
 from fmnist_tui.notes import read_note
 from fmnist_tui.runs import RunInfo
@@ -62,12 +63,11 @@ def check_count(count: int) -> None:
 def check(infos: list[RunInfo]) -> None:
     """CompareError unless 2 to MOST different runs."""
     check_count(len(infos))
-    seen: dict[Any, str] = {}
+    seen: set[Path] = set()
     for info in infos:
-        key = info.path.resolve()
-        if key in seen:
+        if info.path.resolve() in seen:
             raise CompareError(f"run {info.name} is given twice: compare it with another run")
-        seen[key] = info.name
+        seen.add(info.path.resolve())
 
 
 def load(infos: list[RunInfo]) -> list[Side]:
@@ -112,7 +112,7 @@ def cut(text: str, width: int = CELL) -> str:
 def shown(value: Any) -> str:
     if value is None:
         return MISSING
-    return printable(repr(value) if isinstance(value, str) else value)
+    return value_text(value)
 
 
 def config_diff(sides: list[Side]) -> list[tuple[str, list[str]]]:

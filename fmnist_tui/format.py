@@ -17,6 +17,11 @@ def printable(value: Any) -> str:
     return CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
+def value_text(value: Any) -> str:
+    """A config value as text, safe to draw; a string quoted ('mlp'), so that it reads as one."""
+    return printable(repr(value) if isinstance(value, str) else value)
+
+
 def number(value: Any) -> float | None:
     """A value read from a file as a finite float, or None: summary.json may hold anything ("abc", 10**400)."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):

@@ -8,7 +8,7 @@ from fmnist_tui.cards import card_lines, differences, read_cards
 from fmnist_tui.cli.inflight import find_run
 from fmnist_tui.cli.output import print_json, warn
 from fmnist_tui.config import make_config, with_overrides
-from fmnist_tui.format import pct, printable
+from fmnist_tui.format import pct, printable, value_text
 from fmnist_tui.runs import RunStoreError
 
 
@@ -29,7 +29,7 @@ def cmd_show(args) -> int:
             print(f"  {what:<16} {value}")
     print("\nconfig:")
     for key, value in info.config.items():
-        print(f"  {printable(key):<16} {printable(repr(value) if isinstance(value, str) else value)}")
+        print(f"  {printable(key):<16} {value_text(value)}")
     return 0
 
 

@@ -24,7 +24,7 @@ from fmnist_tui.config import RESUMABLE, ConfigError, RunConfig, check_resume_ov
 from fmnist_tui.devices import check_devices, per_node
 from fmnist_tui.engine.events import HANDED_OVER
 from fmnist_tui.files import DiskFull, free_name
-from fmnist_tui.format import printable
+from fmnist_tui.format import printable, value_text
 from fmnist_tui.metrics import FILE as METRICS
 from fmnist_tui.metrics import Carried, read_rows, restart_at
 from fmnist_tui.runs import STATUSES, RunDir, RunStore, RunStoreError
@@ -181,13 +181,9 @@ def _same_run(config: RunConfig, trained: dict | None, where: str) -> None:
     for key, value in trained.items():
         if key in RESUMABLE or key not in ours or value is None or ours[key] is None or ours[key] == value:
             continue
-        raise RunStoreError(f"{where}: config.toml says {key} = {_shown(ours[key])} but last.ckpt was trained "
-                            f"with {key} = {_shown(value)}; put config.toml back (a resume may change only "
+        raise RunStoreError(f"{where}: config.toml says {key} = {value_text(ours[key])} but last.ckpt was trained "
+                            f"with {key} = {value_text(value)}; put config.toml back (a resume may change only "
                             f"{', '.join(RESUMABLE)})")  # fmt: skip
-
-
-def _shown(value) -> str:
-    return printable(repr(value) if isinstance(value, str) else value)
 
 
 def _check_best(seg: Segment, point, read_point) -> None:

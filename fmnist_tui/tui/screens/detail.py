@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 
 from fmnist_tui.cards import card_lines, read_cards
-from fmnist_tui.format import clock, date, epoch_number, num, pct, printable
+from fmnist_tui.format import clock, date, epoch_number, num, pct, printable, value_text
 from fmnist_tui.metrics import read_metrics
 from fmnist_tui.notes import read_note
 from fmnist_tui.runs import RunInfo
@@ -91,7 +91,7 @@ class RunDetailScreen(Screen):
         config = self.query_one("#detail-config", DataTable)
         config.add_columns("Key", "Value")
         for key, value in self.info.config.items():
-            config.add_row(printable(key), printable(repr(value) if isinstance(value, str) else value))
+            config.add_row(printable(key), value_text(value))
         for n, entry in enumerate(self.info.history, 1):  # each resume: when, from which step, what it changed
             config.add_row(f"resume {n}", printable(entry))
         for n, card in enumerate(read_cards(self.info.path)):  # how each start was made (card.json)
